@@ -1,0 +1,278 @@
+"""The root Typer app: global options, lazy command registration, and the one error handler.
+
+Nothing else lives here. `somactl --help` must stay light: command modules (and the backend
+libraries they pull in) are imported only when their command runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer import _click
+from typer.core import TyperGroup
+
+from somactl import __version__
+from somactl.commands import REGISTRY
+from somactl.core.durations import parse_duration
+from somactl.core.errors import SomactlError
+from somactl.core.exitcodes import ExitCode, exit_codes_epilog
+from somactl.core.options import GlobalOptions, OutputFormat
+from somactl.core.redact import redact
+from somactl.core.result import error_envelope
+
+HELP = """The on-call CLI for the SomaGent incident-response runbook.
+
+Diagnose a service, mitigate with a plan and consent, run the incident from declaration to
+post-incident review; `somactl lab` gives you a whole SomaGent production on this machine.
+
+Examples:
+
+  somactl runbook severities
+
+  somactl severity classify --error-rate 1.0 --p95 6
+
+  somactl -o json runbook show services
+"""
+
+# Global options and how many values each takes: they are accepted anywhere on the command line
+# (kubectl-style) and moved in front of the subcommand before Click parses.
+GLOBAL_OPTIONS: dict[str, int] = {
+    "--context": 1,
+    "--namespace": 1,
+    "-n": 1,
+    "--output": 1,
+    "-o": 1,
+    "--timeout": 1,
+    "--runbooks": 1,
+    "--debug": 0,
+}
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """Move global options that follow a subcommand to the front (`diagnose x -o json`)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    args = list(argv)
+    while i < len(args):
+        tok = args[i]
+        if tok == "--":
+            rest.extend(args[i:])
+            break
+        name = tok.split("=", 1)[0] if tok.startswith("--") else tok
+        if name in GLOBAL_OPTIONS:
+            arity = GLOBAL_OPTIONS[name] if "=" not in tok else 0
+            front.extend(args[i : i + 1 + arity])
+            i += 1 + arity
+            continue
+        if len(tok) > 2 and tok[:2] in ("-o", "-n") and not tok.startswith("--"):
+            front.extend([tok[:2], tok[2:]])
+            i += 1
+            continue
+        rest.append(tok)
+        i += 1
+    return front + rest
+
+
+class LazyGroup(TyperGroup):
+    """A TyperGroup whose subcommands are imported on first use, listed from REGISTRY."""
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        return list(REGISTRY)
+
+    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        spec = REGISTRY.get(cmd_name)
+        if spec is None:
+            return None
+        module = importlib.import_module(spec.module)
+        command = typer.main.get_command(module.app)
+        command.name = cmd_name
+        self.commands[cmd_name] = command
+        return command
+
+    def format_commands(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        panels: dict[str, list[tuple[str, str]]] = {}
+        for name, spec in REGISTRY.items():
+            panels.setdefault(spec.panel, []).append((name, spec.help))
+        for panel, rows in panels.items():
+            with formatter.section(f"{panel} commands"):
+                formatter.write_dl(rows)
+
+    def shell_complete(
+        self, ctx: _click.Context, incomplete: str
+    ) -> list[_click.shell_completion.CompletionItem]:
+        from typer._click.shell_completion import CompletionItem
+
+        items = [
+            CompletionItem(name, help=spec.help)
+            for name, spec in REGISTRY.items()
+            if name.startswith(incomplete)
+        ]
+        items.extend(_click.Command.shell_complete(self, ctx, incomplete))
+        return items
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    help=HELP,
+    epilog=exit_codes_epilog(),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"somactl {__version__}\n")
+        raise typer.Exit(0)
+
+
+def _timeout(value: str | None) -> float | None:
+    return None if value is None else parse_duration(value, option="--timeout")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    context: Annotated[
+        str | None, typer.Option("--context", help="Named context from the config file.")
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Kubernetes namespace override.")
+    ] = None,
+    output: Annotated[
+        OutputFormat,
+        typer.Option("--output", "-o", help="table for people; json/yaml for scripts."),
+    ] = OutputFormat.table,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout", help="Total deadline of the command, e.g. 10s, 1m.", metavar="DURATION"
+        ),
+    ] = None,
+    runbooks: Annotated[
+        Path | None,
+        typer.Option(
+            "--runbooks", help="runbooks.yaml to use (default: the shipped one).", metavar="PATH"
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (secrets still masked).")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """The on-call CLI for the SomaGent incident-response runbook."""
+    opts = GlobalOptions(
+        context=context,
+        namespace=namespace,
+        output=output,
+        runbooks=runbooks,
+        debug=debug,
+        command=ctx.invoked_subcommand or "somactl",
+    )
+    parsed = _timeout(timeout)
+    if parsed is not None:
+        opts.timeout = parsed
+        opts.extra["timeout_explicit"] = True
+    ctx.obj = opts
+
+
+def _wants_json(argv: Sequence[str]) -> OutputFormat:
+    for i, tok in enumerate(argv):
+        if tok in ("-o", "--output") and i + 1 < len(argv):
+            return (
+                OutputFormat(argv[i + 1]) if argv[i + 1] in ("json", "yaml") else OutputFormat.table
+            )
+        if tok.startswith("--output="):
+            val = tok.split("=", 1)[1]
+            return OutputFormat(val) if val in ("json", "yaml") else OutputFormat.table
+    return OutputFormat.table
+
+
+def _report(argv: Sequence[str], code: ExitCode, message: str, hint: str) -> None:
+    from somactl.ui.output import dumps_json, dumps_yaml, write_stdout
+
+    message, hint = redact(message), redact(hint)
+    fmt = _wants_json(argv)
+    if fmt is not OutputFormat.table:
+        command = next((a for a in argv if a in REGISTRY), "somactl")
+        env = error_envelope(command, code, message, hint)
+        write_stdout(dumps_json(env) if fmt is OutputFormat.json else dumps_yaml(env))
+    sys.stderr.write(f"error: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+
+
+def _usage_hint(exc: _click.exceptions.UsageError) -> str:
+    ctx = exc.ctx
+    path = ctx.command_path if ctx is not None else "somactl"
+    return f"see `{path} --help`"
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run somactl with `argv` and return the process exit status (never raises)."""
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("SOMACTL_DEBUG") == "1"
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=args, prog_name="somactl", standalone_mode=False)
+        return int(rv) if isinstance(rv, int) else 0
+    except SomactlError as exc:
+        if debug:
+            _print_traceback(exc)
+        _report(args, exc.code, exc.message, exc.hint)
+        return int(exc.code)
+    except _click.exceptions.UsageError as exc:
+        _report(args, ExitCode.USAGE, exc.format_message(), _usage_hint(exc))
+        return int(ExitCode.USAGE)
+    except _click.exceptions.ClickException as exc:
+        _report(args, ExitCode.FAILED, exc.format_message(), "")
+        return int(ExitCode.FAILED)
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__, EOFError):
+            _report(args, ExitCode.NOT_CONFIRMED, "no answer (end of input)", "nothing was changed")
+            return int(ExitCode.NOT_CONFIRMED)
+        sys.stderr.write("interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if debug:
+            _print_traceback(exc)
+        _report(
+            args,
+            ExitCode.FAILED,
+            f"internal error ({type(exc).__name__}): {exc}",
+            "re-run with --debug and report it with the output",
+        )
+        return int(ExitCode.FAILED)
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """A traceback for --debug: frames and messages (never locals), redacted."""
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    sys.stderr.write(redact(text))
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    """The GlobalOptions parsed by the root callback (for command modules)."""
+    obj: Any = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()

@@ -1,0 +1,37 @@
+"""Command modules, loaded lazily: `somactl --help` must not import any of them.
+
+REGISTRY maps a top-level command name to (module path, short help). Each module defines a
+Typer `app` with a callback (so `typer.main.get_command` always yields a group) or, for a
+single command, a Typer `app` with exactly one command registered under `command=`.
+The short help here is what `somactl --help` lists; keep it equal to the module's own help
+(tests/cli/test_registry.py checks).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class CommandSpec(NamedTuple):
+    module: str
+    help: str
+    panel: str
+
+
+REGISTRY: dict[str, CommandSpec] = {
+    "runbook": CommandSpec(
+        "somactl.commands.runbook",
+        "The runbook as data: validate, show, severities, scenarios.",
+        "Runbook",
+    ),
+    "severity": CommandSpec(
+        "somactl.commands.severity",
+        "Classify an incident's severity from its signals (P0-P4).",
+        "Runbook",
+    ),
+    "config": CommandSpec(
+        "somactl.commands.config",
+        "Settings and contexts: show, contexts, use-context.",
+        "Setup",
+    ),
+}
