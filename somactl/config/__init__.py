@@ -1,0 +1,1 @@
+"""Settings and contexts: the config file, SOMACTL_* environment, flags, secrets by reference."""
