@@ -80,6 +80,9 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
     return front + rest
 
 
+_TYPER_COMPLETION_PARAMS = ("install_completion", "show_completion")
+
+
 class LazyGroup(TyperGroup):
     """A TyperGroup whose subcommands are imported on first use, listed from REGISTRY."""
 
@@ -95,6 +98,9 @@ class LazyGroup(TyperGroup):
         module = importlib.import_module(spec.module)
         command = typer.main.get_command(module.app)
         command.name = cmd_name
+        # Typer adds --install-completion/--show-completion to every app; somactl has its own
+        # `completion` command, so the sub-apps must not offer them.
+        command.params = [p for p in command.params if p.name not in _TYPER_COMPLETION_PARAMS]
         self.commands[cmd_name] = command
         return command
 
@@ -229,7 +235,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=args, prog_name="somactl", standalone_mode=False)
-        return int(rv) if isinstance(rv, int) else 0
+        code = int(rv) if isinstance(rv, int) else 0
+        if code == ExitCode.INTERRUPTED:  # Typer turns KeyboardInterrupt into Exit(130)
+            sys.stderr.write("interrupted\n")
+        return code
     except SomactlError as exc:
         if debug:
             _print_traceback(exc)

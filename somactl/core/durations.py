@@ -37,19 +37,32 @@ def parse_duration(text: str, *, option: str = "duration") -> float:
 
 
 def human_duration(seconds: float) -> str:
-    """`45s`, `5m30s`, `3h5m`, `2d3h`: the shape kubectl prints for ages."""
-    s = int(max(0, seconds))
+    """Age as kubectl prints it (apimachinery `duration.HumanDuration`): 45s, 5m30s, 95m, 3h5m."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
     if s < 120:
         return f"{s}s"
-    minutes, sec = divmod(s, 60)
+    minutes = s // 60
     if minutes < 10:
+        sec = s % 60
         return f"{minutes}m{sec}s" if sec else f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 3:
-        return f"{hours * 60 + minutes}m" if hours == 0 else f"{hours}h{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = s // 3600
+    if hours < 8:
+        m = minutes % 60
+        return f"{hours}h{m}m" if m else f"{hours}h"
     if hours < 48:
-        return f"{hours}h{minutes}m" if minutes and hours < 8 else f"{hours}h"
-    days, hours = divmod(hours, 24)
-    if days < 8:
-        return f"{days}d{hours}h" if hours else f"{days}d"
-    return f"{days}d"
+        return f"{hours}h"
+    if hours < 24 * 8:
+        h = hours % 24
+        return f"{hours // 24}d{h}h" if h else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        dy = (hours // 24) % 365
+        return f"{hours // 24 // 365}y{dy}d" if dy else f"{hours // 24 // 365}y"
+    return f"{hours // 24 // 365}y"
