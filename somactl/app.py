@@ -261,7 +261,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         return 0
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the one last-resort handler: no traceback for users
         if debug:
             _print_traceback(exc)
         _report(

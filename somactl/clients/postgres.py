@@ -1,0 +1,123 @@
+"""Postgres through psycopg 3: bounded connect, statement timeout, errors that name the backend.
+
+The DSN never carries the password (config refuses that); the password comes from the
+settings' secret and is passed as a keyword, so it never appears in any conninfo we print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from somactl.core.deadline import Deadline
+from somactl.core.errors import (
+    ActionFailedError,
+    ConfigError,
+    PermissionDeniedError,
+    SomactlError,
+    UnreachableError,
+)
+from somactl.core.redact import redact
+
+if TYPE_CHECKING:
+    import psycopg
+
+CONNECT_TIMEOUT = 5
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    dsn: str
+    password: str | None = None
+    application_name: str = "somactl"
+
+    def describe(self) -> str:
+        """`user@host:port/db` for messages: never the password."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            d = conninfo_to_dict(self.dsn)
+        except Exception:  # noqa: BLE001 - any parse problem: describe nothing rather than leak
+            return "postgres"
+        user = d.get("user") or "?"
+        host = d.get("host") or "localhost"
+        port = d.get("port") or "5432"
+        db = d.get("dbname") or user
+        return f"{user}@{host}:{port}/{db}"
+
+
+def translate(exc: BaseException, target: PgTarget, timeout: float) -> SomactlError:
+    """A psycopg error as a somactl error (exit 6 unreachable, 7 permission, 1 otherwise)."""
+    import psycopg
+
+    text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    where = target.describe()
+    low = text.lower()
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return PermissionDeniedError(f"postgres ({where}): {text}")
+    if isinstance(exc, psycopg.OperationalError):
+        if any(
+            s in low
+            for s in (
+                "password authentication failed",
+                "no pg_hba.conf entry",
+                "role",
+                "permission denied",
+                "no password supplied",
+            )
+        ):
+            return PermissionDeniedError(
+                f"postgres ({where}): authentication failed: {text}",
+                "check the user and the password's source in `somactl config show`",
+            )
+        if "database" in low and "does not exist" in low:
+            return ConfigError(f"postgres ({where}): {text}")
+        return UnreachableError(
+            f"postgres: no response within {timeout:.0f}s ({where}): {text}",
+            "is the database up and reachable? check postgres.dsn in `somactl config show`",
+        )
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return UnreachableError(f"postgres ({where}): query cancelled after {timeout:.1f}s: {text}")
+    return ActionFailedError(f"postgres ({where}): {text}")
+
+
+def connect(target: PgTarget, deadline: Deadline) -> psycopg.Connection[dict[str, Any]]:
+    """An autocommit connection with dict rows; statement_timeout bounded by the deadline."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    timeout = deadline.timeout(CONNECT_TIMEOUT)
+    stmt_ms = max(100, int(deadline.remaining() * 1000))
+    kwargs: dict[str, Any] = {
+        "connect_timeout": max(1, int(timeout + 0.999)),
+        "application_name": target.application_name,
+        "options": f"-c statement_timeout={stmt_ms} -c lock_timeout={min(stmt_ms, 5000)}",
+        "autocommit": True,
+        "row_factory": dict_row,
+    }
+    if target.password:
+        kwargs["password"] = target.password
+    try:
+        conn: psycopg.Connection[dict[str, Any]] = psycopg.connect(target.dsn, **kwargs)
+    except (psycopg.Error, OSError) as exc:
+        raise translate(exc, target, timeout) from None
+    return conn
+
+
+def fetch(
+    conn: psycopg.Connection[dict[str, Any]],
+    sql: str,
+    params: Sequence[Any] | dict[str, Any] | None = None,
+    *,
+    target: PgTarget,
+    deadline: Deadline,
+) -> list[dict[str, Any]]:
+    import psycopg
+
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall()) if cur.description else []
+    except psycopg.Error as exc:
+        raise translate(exc, target, deadline.seconds) from None
