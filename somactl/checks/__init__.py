@@ -1,1 +1,1 @@
-
+"""Read-only diagnosis. Each check: inputs -> CheckResult(status, summary, evidence, duration)."""
