@@ -82,6 +82,15 @@ def load_runbook(path: str | os.PathLike[str] | None = None) -> Runbook:
     return runbook
 
 
+def names_for_completion(section: str, path: str | os.PathLike[str] | None = None) -> list[str]:
+    """Keys of a runbook section (services, scenarios...) for shell completion; [] if unloadable."""
+    try:
+        data = load_runbook(path).dump(section)
+    except (ConfigError, KeyError):
+        return []
+    return list(data) if isinstance(data, dict) else []
+
+
 def parse_runbook(text: str, source: str = "runbooks.yaml") -> Runbook:
     """Validate runbooks.yaml `text`; `source` names it in error messages."""
     root, data = _compose(text, source)
@@ -131,7 +140,9 @@ def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        what = exc.problem or "invalid YAML"
+        if exc.context:
+            what += f" ({exc.context})"
         raise ConfigError(f"{source}:{line}: YAML syntax error: {what}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}:1: YAML syntax error: {exc}") from None
@@ -283,6 +294,7 @@ __all__ = [
     "Problem",
     "default_path",
     "load_runbook",
+    "names_for_completion",
     "parse_runbook",
     "shipped_path",
 ]

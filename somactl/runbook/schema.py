@@ -35,6 +35,9 @@ SignalType = Literal["ratio", "seconds", "count", "bool", "criticality", "servic
 Op = Literal["gt", "ge", "lt", "le", "eq", "ne", "is_true", "is_false"]
 
 
+_OP_TEXT = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "==", "ne": "!="}
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -121,6 +124,23 @@ class Condition(Model):
         elif self.value is None:
             raise ValueError(f"{self.op} needs a value")
         return self
+
+    def describe(self) -> str:
+        """The condition as people read it: `availability <= 0 or error_rate >= 0.99`."""
+        if self.signal is None:
+            subs = self.all_ if self.all_ is not None else self.any_ or ()
+            joiner = " and " if self.all_ is not None else " or "
+            parts = [
+                f"({s.describe()})" if s.signal is None and len(subs) > 1 else s.describe()
+                for s in subs
+            ]
+            return joiner.join(parts)
+        if self.op == "is_true":
+            return self.signal
+        if self.op == "is_false":
+            return f"not {self.signal}"
+        value = f"{self.value:g}" if isinstance(self.value, float) else str(self.value)
+        return f"{self.signal} {_OP_TEXT[str(self.op)]} {value}"
 
     def signals(self) -> Iterable[str]:
         if self.signal is not None:
@@ -513,6 +533,28 @@ class Runbook(Model):
         from somactl.runbook.templates import render_template
 
         return render_template(name, runbook=self, **fields)
+
+    def severity_summary(self, level: str) -> dict[str, Any]:
+        """One severity as a flat record: response target, paging, IC rule, update cadence."""
+        sev = self.severity(level)
+        ic = self.ic_rule(level.upper())
+        return {
+            "level": level.upper(),
+            "name": sev.name,
+            "response": sev.response.label,
+            "response_seconds": sev.response.seconds,
+            "paging": sev.paging.label,
+            "page_on_call": sev.paging.on_call,
+            "page_incident_commander": sev.paging.incident_commander,
+            "incident_commander": ic.who if ic else None,
+            "self_ic": ic.self_ic if ic else None,
+            "updates": sev.updates.label if sev.updates else None,
+            "update_seconds": sev.updates.seconds if sev.updates else None,
+            "standups": sev.standups.label if sev.standups else None,
+            "pagerduty_severity": sev.pagerduty_severity,
+            "criteria": list(sev.criteria),
+            "examples": list(sev.examples),
+        }
 
     def counts(self) -> dict[str, int]:
         return {
