@@ -281,7 +281,7 @@ def test_semantic_errors_name_key_and_line(old: str, new: str, path: str, messag
     _, line, rest = first.split(":", 2)
     assert rest.startswith(f" {path}") and message in rest, first
     # the line named holds the key (or its parent, for missing keys)
-    key = path.rsplit(".", 1)[-1].split("[")[0]
+    key = path.rsplit(".", 1)[-1].split("[", maxsplit=1)[0]
     assert (
         key in text.splitlines()[int(line) - 1] or new.strip() in text.splitlines()[int(line) - 1]
     ), (line, first)
