@@ -1,0 +1,170 @@
+"""The post-incident review from the runbook's PIR template and the incident's timeline.
+
+The summary (date, duration, severity, impact) and the root cause come from the incident; the
+timeline lists every event with its time (checks with their verdict, actions with their outcome,
+pages, updates); the sections people write at the review (what went well or wrong, action
+items, lessons) get placeholders, plus follow-ups for actions whose outcome was not `ok`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from somactl.core.errors import UsageError
+from somactl.incident import messages as msg
+from somactl.incident.store import DB_NAME, Event, Incident, IncidentStore, fmt_ts, utcnow
+from somactl.runbook.schema import Runbook
+from somactl.runbook.templates import render_pir
+
+PLACEHOLDER = "_(to be completed at the review)_"
+
+
+def _event_text(e: Event) -> str:
+    text = e.summary
+    d = e.details
+    if e.kind == "check_run" and d.get("verdict") and str(d["verdict"]) not in text:
+        text += f" (verdict: {d['verdict']})"
+    if e.kind == "action_applied" and d.get("outcome") and str(d["outcome"]) not in text:
+        text += f" (outcome: {d['outcome']})"
+    if e.kind == "declared":
+        text = f"Incident declared ({d.get('severity', '')})" + (
+            f", {d['paging']}" if d.get("paging") else ""
+        )
+    return f"{text} [{e.actor}]" if e.actor else text
+
+
+def timeline_items(inc: Incident, events: Sequence[Event]) -> list[dict[str, str]]:
+    """`{time, event}` rows: HH:MM on the declaration day, `YYYY-MM-DD HH:MM` after it.
+
+    Consecutive notifications in the same minute are folded into one row.
+    """
+    items: list[dict[str, str]] = []
+    day0 = inc.declared_at.date()
+    pending: list[Event] = []
+
+    def stamp(at: datetime) -> str:
+        return msg.hhmm(at) if at.date() == day0 else at.strftime("%Y-%m-%d %H:%M")
+
+    def flush() -> None:
+        if not pending:
+            return
+        parts = [
+            " ".join(
+                str(x)
+                for x in (
+                    e.details.get("sink", "?"),
+                    e.details.get("action"),
+                    e.details.get("status"),
+                )
+                if x
+            )
+            for e in pending
+        ]
+        items.append({"time": stamp(pending[0].at), "event": "Notified: " + ", ".join(parts)})
+        pending.clear()
+
+    for e in events:
+        if e.kind == "notified":
+            if pending and stamp(pending[0].at) != stamp(e.at):
+                flush()
+            pending.append(e)
+            continue
+        flush()
+        items.append({"time": stamp(e.at), "event": _event_text(e)})
+    flush()
+    return items
+
+
+def build(
+    runbook: Runbook, inc: Incident, events: Sequence[Event], *, now: datetime | None = None
+) -> dict[str, Any]:
+    now = now or utcnow()
+    end = inc.resolved_at or now
+    due_after = timedelta(seconds=runbook.pir.due.seconds or 0)
+    due = inc.resolved_at + due_after if inc.resolved_at else None
+    owner = inc.commander or "@owner"
+    fields = {
+        "title": inc.title,
+        "date": inc.declared_at.strftime("%Y-%m-%d"),
+        "start_time": msg.hhmm(inc.declared_at),
+        "duration": msg.duration_words(end - inc.declared_at)
+        + ("" if inc.resolved_at else " (still open)"),
+        "severity": inc.severity,
+        "impact": inc.impact,
+        "root_cause": inc.root_cause or "_(not yet known)_",
+    }
+    due_text = due.strftime("%Y-%m-%d") if due else "-"
+    followups = [
+        {
+            "task": f"Follow up: {e.details.get('kind', '')} {e.details.get('target', '')} "
+            f"ended {e.details.get('outcome')}".replace("  ", " "),
+            "owner": owner,
+            "due": due_text,
+        }
+        for e in events
+        if e.kind == "action_applied" and e.details.get("outcome") in ("failed", "unknown")
+    ]
+    items: dict[str, list[dict[str, str]]] = {
+        "timeline": timeline_items(inc, events),
+        "went-well": [{"text": PLACEHOLDER}],
+        "went-wrong": [{"text": PLACEHOLDER}],
+        "action-items": [
+            *followups,
+            {"task": PLACEHOLDER, "owner": owner, "due": due_text},
+        ],
+        "lessons": [{"number": "1", "text": PLACEHOLDER}],
+    }
+    known = {s.id for s in runbook.pir.sections}
+    items = {k: v for k, v in items.items() if k in known}
+    markdown = render_pir(runbook.pir, fields, items)
+    rc = next((s for s in runbook.pir.sections if s.id == "root-cause"), None)
+    if inc.fix and rc is not None:
+        # the runbook's template has no line for the fix: it goes under the root cause
+        anchor = (
+            f"## {rc.heading}\n" + "\n".join(line.format_map(fields) for line in rc.lines) + "\n"
+        )
+        markdown = markdown.replace(anchor, anchor + f"\n**Fix:** {inc.fix}\n", 1)
+    return {
+        "incident": inc.id,
+        "fields": fields,
+        "items": items,
+        "resolved": inc.resolved_at is not None,
+        "pir_due": fmt_ts(due) if due else None,
+        "pir_due_label": runbook.pir.due.label,
+        "late": bool(due and now > due),
+        "participants": list(runbook.pir.participants),
+        "markdown": markdown,
+    }
+
+
+def pir_for(
+    state_dir: Path, ref: str | None, runbook: Runbook, *, out: Path | None = None
+) -> dict[str, Any]:
+    """The PIR of incident `ref` (INC-7 / 7; default: the only open one). With `out`, the
+    Markdown is written there and the timeline records `pir_written`."""
+    if not (state_dir / DB_NAME).exists():
+        raise UsageError(f"no incidents yet in {state_dir}")
+    with IncidentStore(state_dir, create=False) as store:
+        inc = _pick(store, ref)
+        events = store.timeline(inc.num)
+        doc = build(runbook, inc, events)
+        if out is not None:
+            try:
+                out.write_text(doc["markdown"], encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot write {out}: {exc.strerror}") from None
+            store.mark_pir_written(inc.num, str(out))
+            doc["written_to"] = str(out)
+    return doc
+
+
+def _pick(store: IncidentStore, ref: str | None) -> Incident:
+    if ref:
+        return store.resolve_ref(ref)
+    pending, _ = store.pir_pending(limit=2)
+    if len(pending) == 1:
+        return pending[0]
+    return store.resolve_ref(None)
