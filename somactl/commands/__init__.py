@@ -34,4 +34,9 @@ REGISTRY: dict[str, CommandSpec] = {
         "Settings and contexts: show, contexts, use-context.",
         "Setup",
     ),
+    "lab": CommandSpec(
+        "somactl.commands.lab",
+        "A local SomaGent production to drill on: kube-api.",
+        "Lab",
+    ),
 }

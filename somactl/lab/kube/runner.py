@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -16,6 +17,15 @@ from somactl.lab.kube.seed import NAMESPACE, seed
 from somactl.lab.kube.server import KubeSimulator
 
 
+def lab_dir() -> Path:
+    """$SOMACTL_STATE_DIR/lab, else $XDG_STATE_HOME/somactl/lab, else ~/.local/state/somactl/lab."""
+    base = os.environ.get("SOMACTL_STATE_DIR")
+    if base:
+        return Path(base).expanduser() / "lab"
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg).expanduser() / "somactl" / "lab"
+
+
 def build(port: int = 0, snapshot: Path | None = None) -> KubeSimulator:
     """A seeded simulator (restored from `snapshot` when that file exists)."""
     cluster = Cluster()
@@ -27,7 +37,7 @@ def build(port: int = 0, snapshot: Path | None = None) -> KubeSimulator:
 def run_kube_api(
     *,
     port: int,
-    kubeconfig: Path,
+    kubeconfig: Path | None,
     snapshot: Path | None,
     tick: float,
     out: TextIO | None = None,
@@ -35,6 +45,7 @@ def run_kube_api(
 ) -> int:
     """Serve until SIGINT (exit 130) or SIGTERM (exit 0)."""
     out = out or sys.stdout
+    kubeconfig = kubeconfig or lab_dir() / "kubeconfig"
     sim = build(port, snapshot).start()
     if tick > 0:
         sim.start_ticker(tick)
