@@ -39,4 +39,19 @@ REGISTRY: dict[str, CommandSpec] = {
         "A local SomaGent production to drill on: kube-api.",
         "Lab",
     ),
+    "incident": CommandSpec(
+        "somactl.commands.incident",
+        "Run the incident: declare, update, status, escalate, resolve.",
+        "Incident",
+    ),
+    "pir": CommandSpec(
+        "somactl.commands.pir",
+        "The post-incident review (PIR) of an incident, as Markdown or JSON.",
+        "Incident",
+    ),
+    "audit": CommandSpec(
+        "somactl.commands.audit",
+        "The audit journal: show the last actions, verify the hash chain.",
+        "Incident",
+    ),
 }

@@ -352,23 +352,29 @@ def update(
     env: IncidentEnv,
     ref: str | None,
     *,
-    status: str,
+    status: str | None,
     impact: str | None,
     actions: str | None,
 ) -> OpResult:
-    """Post "Update #N - HH:MM UTC ... Next update: HH:MM UTC" (next from the cadence)."""
-    status = status.lower()
-    if status not in OPEN_STATUSES[1:]:
-        raise UsageError(
-            f"--status must be one of {', '.join(OPEN_STATUSES[1:])}, not {status!r}",
-            "to resolve, use `somactl incident resolve --root-cause ... --fix ...`",
-        )
+    """Post "Update #N - HH:MM UTC ... Next update: HH:MM UTC" (next from the cadence).
+
+    `status` None keeps the current one (a just-declared incident becomes investigating).
+    """
+    if status is not None:
+        status = status.lower()
+        if status not in OPEN_STATUSES[1:]:
+            raise UsageError(
+                f"--status must be one of {', '.join(OPEN_STATUSES[1:])}, not {status!r}",
+                "to resolve, use `somactl incident resolve --root-cause ... --fix ...`",
+            )
     if not env.dry_run:
         env.journal().check_writable()
     store, inc = _load(env, ref)
     try:
         if not inc.is_open:
             raise UsageError(f"{inc.id} is resolved", "declare a new incident instead")
+        if status is None:
+            status = "investigating" if inc.status == "declared" else inc.status
         now = env.clock()
         due = msg.next_update_due(env.runbook, inc.severity, now)
         number = inc.update_count + 1

@@ -858,3 +858,22 @@ def record_on_open_incident(
         num = parse_incident_ref(target)
         store.append(num, kind, summary, details, actor=actor)
     return incident_id(num)
+
+
+def completion_ids(state_dir: str | os.PathLike[str], limit: int = 50) -> list[str]:
+    """Incident ids for shell completion: open ones first, then the latest. Read only, no errors."""
+    path = Path(state_dir) / DB_NAME
+    if not path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
+        try:
+            rows = db.execute(
+                "SELECT num FROM incidents ORDER BY status = 'resolved', num DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+    return [incident_id(int(r[0])) for r in rows]
