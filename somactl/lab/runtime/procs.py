@@ -440,7 +440,9 @@ def wait_ready(
         try:
             if probe():
                 return time.monotonic() - started
-        except Exception:  # noqa: BLE001, S110  # any probe failure means "not ready yet"
+        except (ImportError, NameError, AttributeError, TypeError):
+            raise  # a bug or a broken install, not a server that is still starting
+        except Exception:  # noqa: BLE001, S110  # any other probe failure means "not ready yet"
             pass
         if time.monotonic() >= deadline:
             raise StartError(
