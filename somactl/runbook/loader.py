@@ -155,8 +155,15 @@ def _line(node: yaml.Node | None) -> int:
     return node.start_mark.line + 1 if node is not None else 1
 
 
-def _duplicate_keys(node: yaml.Node | None, loc: Loc = ()) -> list[LocatedError]:
+def _duplicate_keys(
+    node: yaml.Node | None, loc: Loc = (), seen_nodes: set[int] | None = None
+) -> list[LocatedError]:
     errors: list[LocatedError] = []
+    # aliases share nodes: visit each once, or `&a [*b, *b, ...]` chains take exponential time
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return errors
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
@@ -166,10 +173,10 @@ def _duplicate_keys(node: yaml.Node | None, loc: Loc = ()) -> list[LocatedError]
                     LocatedError(_line(key), _dotted((*loc, name)), f"duplicate key {name!r}")
                 )
             seen.add(name)
-            errors.extend(_duplicate_keys(value, (*loc, name)))
+            errors.extend(_duplicate_keys(value, (*loc, name), seen_nodes))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            errors.extend(_duplicate_keys(item, (*loc, i)))
+            errors.extend(_duplicate_keys(item, (*loc, i), seen_nodes))
     return errors
 
 

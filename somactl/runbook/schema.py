@@ -524,6 +524,16 @@ class Runbook(Model):
         fields.update({k: str(v) for k, v in params.items()})
         return fields
 
+    def settings_defaults(self) -> dict[str, str]:
+        """`defaults` keyed like the config layer's settings (the lowest-precedence source)."""
+        d = self.defaults
+        return {
+            "namespace": d.namespace,
+            "prometheus.url": d.prometheus_url,
+            "tools.url": d.tools_api_url,
+            "github.url": d.github_api_url,
+        }
+
     def classify(self, signals: Mapping[str, SignalValue | None]) -> Classification:
         from somactl.runbook.classify import classify
 

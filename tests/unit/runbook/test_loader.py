@@ -322,3 +322,22 @@ def test_env_and_flag_override_the_shipped_file(
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing.yaml"))
     assert run(["runbook", "validate"]) == 3
     assert f"{tmp_path / 'missing.yaml'}: runbooks file not found" in capsys.readouterr().err
+
+
+def test_anchors_and_aliases_are_allowed() -> None:
+    app_checks = "[k8s.pods, k8s.logs, k8s.rollout-history, prom.error-rate, prom.p95-latency]"
+    text = mutate(f"    checks: {app_checks}\n", f"    checks: &app_checks {app_checks}\n")
+    text = text.replace(f"    checks: {app_checks}\n", "    checks: *app_checks\n", 1)
+    assert "*app_checks" in text
+    rb = parse_runbook(text)
+    assert rb.services["kamachiq-service"].checks == rb.services["orchestrator"].checks
+
+
+def test_settings_defaults_use_the_config_layer_keys() -> None:
+    rb = load_runbook(REPO / "runbooks.yaml")
+    assert rb.settings_defaults() == {
+        "namespace": "somagent-production",
+        "prometheus.url": "http://prometheus.somagent.ai",
+        "tools.url": "http://localhost:8003",
+        "github.url": "https://api.github.com",
+    }
