@@ -76,7 +76,7 @@ def _complete_section(incomplete: str) -> list[str]:
     return [name for name in SECTIONS if name.startswith(incomplete)]
 
 
-@app.command("validate")
+@app.command("validate", short_help="Check runbooks.yaml strictly (exit 3 with file:line).")
 def validate(
     ctx: typer.Context,
     path: Annotated[
@@ -109,7 +109,7 @@ def validate(
     exit_with(emit(opts, Result("runbook validate", data), table))
 
 
-@app.command("show")
+@app.command("show", short_help="Show the runbook or one section of it.")
 def show(
     ctx: typer.Context,
     section: Annotated[
@@ -147,7 +147,7 @@ def show(
     exit_with(emit(opts, Result("runbook show", data), lambda _d: _RENDER[section](runbook)))
 
 
-@app.command("severities")
+@app.command("severities", short_help="The severity levels P0-P4 as a table.")
 def severities(ctx: typer.Context) -> None:
     """The severity levels: response target, paging, incident commander, update cadence.
 
@@ -160,7 +160,7 @@ def severities(ctx: typer.Context) -> None:
     exit_with(emit(opts, Result("runbook severities", rows), _severity_table))
 
 
-@app.command("scenarios")
+@app.command("scenarios", short_help="The common incident scenarios.")
 def scenarios(ctx: typer.Context) -> None:
     """The common incident scenarios (id, title, typical severity, steps).
 

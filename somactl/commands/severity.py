@@ -61,7 +61,7 @@ def _complete_service(ctx: typer.Context, incomplete: str) -> list[str]:
     return [n for n in names_for_completion("services", path) if n.startswith(incomplete)]
 
 
-@app.command("classify")
+@app.command("classify", short_help="Classify measured signals into a severity (P0-P4).")
 def classify(
     ctx: typer.Context,
     error_rate: Annotated[
@@ -174,7 +174,7 @@ def classify(
     exit_with(emit(opts, Result("severity classify", data), _render))
 
 
-@app.command("signals")
+@app.command("signals", short_help="The signals the classifier understands.")
 def signals_(ctx: typer.Context) -> None:
     """The signals the classifier understands (for --signal NAME=VALUE and diagnose).
 
