@@ -32,6 +32,34 @@ class Run:
     err: str
 
 
+class Kubectl:
+    """Runs the real kubectl with an isolated HOME, KUBECACHEDIR and kubeconfig."""
+
+    def __init__(self, binary: str, env: dict[str, str]) -> None:
+        self.binary = binary
+        self.env = env
+
+    def __call__(self, *args: str, timeout: float = 30.0) -> Run:
+        proc = subprocess.run(
+            [self.binary, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [self.binary, *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
 @pytest.fixture
 def sim() -> Iterator[KubeSimulator]:
     cluster = Cluster()
@@ -51,7 +79,7 @@ def kubeconfig(sim: KubeSimulator, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def kubectl(kubeconfig: Path, tmp_path: Path) -> Callable[..., Run]:
+def kubectl(kubeconfig: Path, tmp_path: Path) -> Kubectl:
     binary = kubectl_path()
     if binary is None:
         if os.environ.get("CI") == "true":
@@ -65,18 +93,7 @@ def kubectl(kubeconfig: Path, tmp_path: Path) -> Callable[..., Run]:
         "TZ": "UTC",
     }
 
-    def run(*args: str, timeout: float = 30.0) -> Run:
-        proc = subprocess.run(
-            [binary, *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        return Run(proc.returncode, proc.stdout, proc.stderr)
-
-    return run
+    return Kubectl(binary, env)
 
 
 @pytest.fixture
