@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from typer import _click
@@ -279,9 +279,3 @@ def _print_traceback(exc: BaseException) -> None:
 
     text = "".join(traceback.format_exception(exc))
     sys.stderr.write(redact(text))
-
-
-def options(ctx: typer.Context) -> GlobalOptions:
-    """The GlobalOptions parsed by the root callback (for command modules)."""
-    obj: Any = ctx.find_root().obj
-    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from somactl.app import options
 from somactl.config.settings import SECRETS, list_contexts, use_context
 from somactl.core.result import Result
+from somactl.ui.cli import options
 from somactl.ui.output import emit, exit_with, simple_table
 from somactl.ui.settings import settings_for
 

@@ -6,6 +6,7 @@ import os
 
 from somactl.config.settings import Settings, resolve
 from somactl.core.options import GlobalOptions
+from somactl.ui.cli import runbook_for
 
 
 def settings_for(opts: GlobalOptions) -> Settings:
@@ -16,6 +17,7 @@ def settings_for(opts: GlobalOptions) -> Settings:
         env=os.environ,
         flags={"namespace": opts.namespace},
         context_name=opts.context,
+        runbook_defaults=runbook_for(opts).settings_defaults(),
     )
     opts.extra["settings"] = settings
     return settings
