@@ -1,0 +1,52 @@
+"""GitHub's rate limit: `GET /rate_limit` (it does not count against the limit).
+
+The token comes from settings (env or a 0600 file), is registered for redaction and never
+printed. A limited GitHub is reported with its reset time; we never sleep until the reset and
+never loop: continuing while limited can get an integration banned.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from somactl.clients.http import NO_RETRY, request, status_error
+from somactl.core.deadline import Deadline
+from somactl.core.redact import register_secret
+
+SERVICE = "GitHub"
+
+
+def rate_limit(base_url: str, token: str | None, deadline: Deadline) -> dict[str, Any]:
+    """The `resources` of /rate_limit plus headers; raises somactl errors on failure."""
+    headers = {"accept": "application/vnd.github+json", "x-github-api-version": "2022-11-28"}
+    if token:
+        register_secret(token)
+        headers["authorization"] = f"Bearer {token}"
+    resp = request(
+        "GET",
+        base_url.rstrip("/") + "/rate_limit",
+        service=SERVICE,
+        deadline=deadline,
+        idempotent=True,
+        headers=headers,
+        retry=NO_RETRY,
+    )
+    body = resp.json()
+    if not resp.ok or not isinstance(body, dict):
+        message = body.get("message") if isinstance(body, dict) else None
+        raise status_error(resp, service=SERVICE, detail=str(message or "rate_limit"))
+    resources = body.get("resources") or {}
+    return {
+        "resources": resources,
+        "authenticated": token is not None,
+        "retry_after": resp.retry_after,
+        "headers": {k: v for k, v in resp.headers.items() if k.startswith("x-ratelimit-")},
+    }
+
+
+def reset_time(epoch: Any) -> str:
+    try:
+        return datetime.fromtimestamp(int(epoch), tz=UTC).strftime("%H:%MZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
