@@ -235,10 +235,16 @@ class _Handler(BaseHTTPRequestHandler):
                 for o in store.select(rt.key, spec.namespace if rt.namespaced else None)
                 if matches(o)
             }
-            # the objects changed after start_rv are not "visible" yet from this watcher's view
+            # What existed (and matched) at start_rv: undo the changes made since then.
+            first: dict[tuple[str, str], WatchEvent] = {}
             for ev in store.events_since(last_rv):
                 if ev.rkey == rt.key:
-                    visible.discard((ev.namespace, ev.obj["metadata"]["name"]))
+                    first.setdefault((ev.namespace, ev.obj["metadata"]["name"]), ev)
+            for key, ev in first.items():
+                if ev.type == "ADDED":
+                    visible.discard(key)
+                elif matches(ev.obj):
+                    visible.add(key)
         for obj in initial:
             self._chunk(encode("ADDED", obj))
         deadline = time.monotonic() + max(0.0, spec.timeout)
