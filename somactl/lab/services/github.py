@@ -167,7 +167,10 @@ class GitHubSim:
             return b.as_json(resource)
 
     def consume(self, identity: str, resource: str) -> tuple[str, dict[str, Any]]:
-        """Count one request: ("ok" | "exhausted" | "secondary", bucket after the call)."""
+        """Count one request: ("ok" | "exhausted" | "secondary", bucket after the call).
+
+        For "secondary" the bucket also carries `secondary_status` and `retry_after`.
+        """
         now = self.now()
         with self._lock:
             self.requests += 1
@@ -179,7 +182,11 @@ class GitHubSim:
                     sec.remaining -= 1
                     if sec.remaining <= 0:
                         self.secondary = None
-                return "secondary", b.as_json(resource)
+                return "secondary", {
+                    **b.as_json(resource),
+                    "secondary_status": sec.status,
+                    "retry_after": sec.retry_after,
+                }
             if b.remaining <= 0:
                 return "exhausted", b.as_json(resource)
             b.used += 1
@@ -257,10 +264,9 @@ class GitHubApp:
         outcome, bucket = self.sim.consume(identity, resource)
         headers = ratelimit_headers(bucket) + extra
         if outcome == "secondary":
-            sec = self.sim.secondary or Secondary()
-            status = sec.status
-            if sec.retry_after is not None:
-                headers.append(("retry-after", str(sec.retry_after)))
+            status = int(bucket["secondary_status"])
+            if bucket["retry_after"] is not None:
+                headers.append(("retry-after", str(bucket["retry_after"])))
             return _gh_error(
                 status,
                 "You have exceeded a secondary rate limit. Please wait a few minutes before you "

@@ -196,6 +196,9 @@ def fault_response(s: FaultState) -> Response:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, keep-alive clients wait ~40 ms for
+    # the delayed ACK on every request.
+    disable_nagle_algorithm = True
     server_version = "somactl-lab"
     sys_version = ""
     lab: ClassVar[LabServer]

@@ -144,6 +144,9 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         last = str(_dig(cs, "lastState", "terminated", "reason") or "")
         if waiting in CRASH_WAITING_REASONS or terminated in CRASH_TERMINATED_REASONS:
             crashing = True
+        # Between two crashes the container is briefly "running" but never became ready.
+        if last in CRASH_TERMINATED_REASONS and not cs.get("ready"):
+            crashing = True
         if "OOMKilled" in (terminated, last, waiting):
             oom = True
     memory = parse_quantity(annotations.get(MEMORY_ANNOTATION))

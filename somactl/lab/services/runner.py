@@ -103,8 +103,12 @@ class ServicesHandle:
             return
         self._stopped = True
         servers = [*self.metrics_servers.values(), self.tools_server, self.github_server]
-        for s in servers:
-            s.stop()
+        # Each shutdown waits for its serve loop's next poll: stop them side by side.
+        stoppers = [threading.Thread(target=s.stop, daemon=True) for s in servers]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(timeout=10)
         for w in self.watchers.values():
             w.stop()
         for sim in self.sims.values():
