@@ -7,6 +7,7 @@ pkg/describe) and apiserver printers; see shared/reference/kubernetes-simulator.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,21 +153,29 @@ def test_get_events_and_hpa_after_autoscale(kubectl: Kubectl, sim: KubeSimulator
 
 def test_get_watch_prints_table_rows(kubectl: Kubectl, sim: KubeSimulator) -> None:
     proc = kubectl.popen("get", "deploy", "redis", "-w")
+    lines: list[list[str]] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for ln in proc.stdout:
+            if ln.strip():
+                lines.append(re.split(r"\s{2,}", ln.strip()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        assert wait_until(lambda: sim.watchers == 1, timeout=15)
+        assert wait_until(lambda: sim.watchers == 1 and len(lines) >= 2, timeout=15)
         assert kubectl("scale", "deploy/redis", "--replicas=2").rc == 0
         sim.tick(5)
-        assert wait_until(lambda: sim.cluster.store.rv > 0 and sim.watchers == 1, timeout=2)
+        assert wait_until(lambda: lines[-1][:4] == ["redis", "2/2", "2", "2"], timeout=10), lines
     finally:
-        # give the stream a moment to flush the last events before stopping kubectl
-        wait_until(lambda: False, timeout=0.5)
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    lines = [re.split(r"\s{2,}", ln.strip()) for ln in out.splitlines() if ln.strip()]
+        proc.communicate(timeout=10)
+        reader.join(timeout=5)
     assert lines[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert lines[1][:2] == ["redis", "1/1"]
     assert lines.count(["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]) == 1
-    assert lines[-1][:4] == ["redis", "2/2", "2", "2"]
+    assert all(x[0] == "redis" for x in lines[1:])
     assert wait_until(lambda: sim.watchers == 0, timeout=5)
 
 

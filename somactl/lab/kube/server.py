@@ -236,11 +236,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if matches(o)
             }
             # What existed (and matched) at start_rv: undo the changes made since then.
-            first: dict[tuple[str, str], WatchEvent] = {}
+            first_change: dict[tuple[str, str], WatchEvent] = {}
             for ev in store.events_since(last_rv):
                 if ev.rkey == rt.key:
-                    first.setdefault((ev.namespace, ev.obj["metadata"]["name"]), ev)
-            for key, ev in first.items():
+                    first_change.setdefault((ev.namespace, ev.obj["metadata"]["name"]), ev)
+            for key, ev in first_change.items():
                 if ev.type == "ADDED":
                     visible.discard(key)
                 elif matches(ev.obj):
