@@ -205,6 +205,10 @@ def test_retry_after_fault_mode(api: httpx.Client) -> None:
     }
     assert api.get("/tools/github/health").status_code == 200
     assert api.post("/_lab/fault", json={"count": -1}).status_code == 400
+    # `lab heal` posts /_lab/reset, which also disarms a pending fault
+    api.post("/_lab/fault", json={"count": 5}).raise_for_status()
+    api.post("/_lab/reset").raise_for_status()
+    assert api.get("/_lab/fault").json()["remaining"] == 0
 
 
 def test_tool_service_metrics(api: httpx.Client) -> None:

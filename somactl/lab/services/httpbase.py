@@ -291,6 +291,8 @@ class LabServer:
         try:
             if req.path == "/_lab/fault":
                 return self.faults.handle_control(req)
+            if req.path == "/_lab/reset" and req.method == "POST":
+                self.faults.configure(0)
             if not req.path.startswith("/_lab/"):
                 fault = self.faults.take()
                 if fault is not None:
