@@ -1067,6 +1067,8 @@ def sync_pod(c: Cluster, pod: JSON) -> float:
                             )
                         )
                     due = min(due, ready_at if ready_at > now else now + 10)
+                    if b.probe_failures:
+                        due = min(due, now + 10)
                 if crash_at is not None:
                     due = min(due, crash_at)
                 any_started = True
