@@ -36,7 +36,7 @@ REGISTRY: dict[str, CommandSpec] = {
     ),
     "lab": CommandSpec(
         "somactl.commands.lab",
-        "A local SomaGent production to drill on: kube-api.",
+        "A whole SomaGent production on this machine, to break and drill on.",
         "Lab",
     ),
     "incident": CommandSpec(
