@@ -1,12 +1,37 @@
 #!/usr/bin/env bash
-# The demo (README): set up, then show somactl on its embedded default.
+# The demo (README): set up on a fresh machine, start the lab (a whole SomaGent production on
+# this machine), break the gateway the way a bad deploy does, and look at the incident with
+# kubectl and with somactl. Leaves the lab running: `somactl lab down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
-S=.venv/bin/somactl
-run() { printf '\n$ somactl %s\n' "$*"; "$S" "$@"; }
+S="$PWD/.venv/bin/somactl"
+show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+has() { "$S" "$1" --help >/dev/null 2>&1; }
 
-run runbook severities
-run runbook show scenarios
-run severity classify --error-rate 1.0 --p95 6
-run -o json severity classify --p95 6.5
+show "$S" lab up
+eval "$("$S" lab env)"
+show "$S" lab break gateway-down
+
+# wait (bounded) until the bad deploy is visibly crash-looping
+for _ in $(seq 1 60); do
+  if kubectl get pods -l app=gateway-api --no-headers 2>/dev/null | grep -q CrashLoopBackOff; then
+    break
+  fi
+  sleep 0.5
+done
+show kubectl get pods -n somagent-production
+show kubectl rollout history deployment/gateway-api -n somagent-production
+
+if has diagnose; then
+  show "$S" diagnose gateway-api || true
+else
+  show "$S" severity classify --error-rate 1.0 --service-down gateway-api || true
+fi
+if has mitigate; then
+  show "$S" mitigate rollback gateway-api --dry-run || true
+fi
+show "$S" runbook show scenarios
+
+printf '\nThe lab keeps running: try `somactl lab break --list`, `somactl lab drill`,\n'
+printf '`somactl lab heal` and `somactl lab down`. (Shell: eval "$(%s lab env)")\n' "$S"
