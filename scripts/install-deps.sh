@@ -15,6 +15,9 @@
 set -euo pipefail
 
 PACKAGES=(
+  python3                  # 3.11 on Debian 12: somactl needs >= 3.11
+  python3-venv             # scripts/setup.sh makes .venv
+  git                      # `what changed` checks read git log
   postgresql               # server + initdb/pg_ctl under /usr/lib/postgresql/<version>/bin
   postgresql-contrib       # pg_stat_statements
   redis-server
