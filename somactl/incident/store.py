@@ -326,6 +326,9 @@ class IncidentStore:
                 ) from None
         elif not self.path.exists():
             raise FileNotFoundError(self.path)
+        if create and not self.path.exists():
+            with suppress(OSError):
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         try:
             self.db = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
@@ -347,18 +350,34 @@ class IncidentStore:
                 f"{SCHEMA_VERSION}",
                 "upgrade somactl",
             )
-        mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"incident store {self.path}: cannot switch to WAL (got {mode})")
-        self.db.execute("PRAGMA synchronous = FULL")
-        with self._tx():
-            if self.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        # Two processes creating the store at once: switching to WAL is refused (SQLITE_BUSY,
+        # no busy handler) while another connection holds a lock, so set-up is serialised.
+        with self._init_lock():
+            if self.db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                self.db.execute("PRAGMA synchronous = FULL")
+                return
+            mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"incident store {self.path}: cannot switch to WAL (got {mode})")
+            self.db.execute("PRAGMA synchronous = FULL")
+            with self._tx():
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         self.db.execute(stmt)
                 self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         with suppress(OSError):
             os.chmod(self.path, 0o600)
+
+    @contextmanager
+    def _init_lock(self) -> Iterator[None]:
+        import fcntl
+
+        fd = os.open(self.state_dir / (DB_NAME + ".init-lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held for milliseconds, once per new store
+            yield
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         self.db.close()
