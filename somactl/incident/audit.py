@@ -354,6 +354,34 @@ class AuditJournal:
 
         return list(deque(self.records(), maxlen=max(0, n)))
 
+    def last_action(self, kind: str, target: str | None = None) -> dict[str, Any] | None:
+        """The latest intent of `kind` (on `target`), merged with how it ended.
+
+        Returns the intent record plus `outcome` (ok / failed / unknown / aborted; `unknown` when
+        no result was written) and `result` (the closing record, or None). None if never run.
+        """
+        intents: dict[str, dict[str, Any]] = {}
+        closing: dict[str, dict[str, Any]] = {}
+        last: str | None = None
+        for rec in self.records():
+            if rec.get("kind") != kind or (target is not None and rec.get("target") != target):
+                continue
+            eid = str(rec.get("event_id"))
+            if rec.get("phase") == "intent":
+                intents[eid] = rec
+                last = eid
+            elif rec.get("phase") in ("result", "aborted"):
+                closing[eid] = rec
+        if last is None:
+            return None
+        end = closing.get(last)
+        outcome = (
+            "unknown"
+            if end is None
+            else ("aborted" if end.get("phase") == "aborted" else str(end.get("outcome")))
+        )
+        return {**intents[last], "outcome": outcome, "result": end}
+
     def verify(self) -> VerifyReport:
         return verify(self.path)
 

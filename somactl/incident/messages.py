@@ -65,12 +65,19 @@ def _fields(runbook: Runbook, inc: Incident) -> dict[str, Any]:
         "severity_name": runbook.severity(inc.severity).name,
         "title": inc.title,
         "impact": inc.impact,
-        "assigned": inc.commander or "unassigned",
+        "assigned": inc.commander or _on_call_who(runbook),
         "war_room": war_room(runbook, inc.num),
         "status_page": runbook.communication.status_page,
         "service": inc.service or "",
         "incident_id": inc.id,
     }
+
+
+def _on_call_who(runbook: Runbook) -> str:
+    for lvl in runbook.escalation.on_call:
+        if lvl.level == "primary":
+            return lvl.who
+    return "on-call"
 
 
 def declaration_message(runbook: Runbook, inc: Incident) -> str:

@@ -293,3 +293,19 @@ def test_result_write_failure_after_acting_is_reported_not_raised(
     monkeypatch.undo()
     report = verify(j.path)
     assert report.intact and [d["event_id"] for d in report.dangling] == [rec.event_id]
+
+
+def test_last_action_reports_how_the_latest_one_ended(state_dir: Path) -> None:
+    j = AuditJournal(state_dir)
+    assert j.last_action("mitigate.rollback", "deployment/web") is None
+    with j.action("mitigate.rollback", "deployment/web", {"to_revision": 6}) as rec:
+        rec.result("ok", {"revision": 6})
+    with j.action("mitigate.rollback", "deployment/api", {"to_revision": 2}) as rec:
+        rec.result("failed")
+    j.intent("mitigate.rollback", "deployment/web", {"to_revision": 5})  # killed mid-way
+    last = j.last_action("mitigate.rollback", "deployment/web")
+    assert last is not None
+    assert last["plan"] == {"to_revision": 5} and last["outcome"] == "unknown"
+    assert last["result"] is None
+    api = j.last_action("mitigate.rollback", "deployment/api")
+    assert api is not None and api["outcome"] == "failed"
