@@ -217,3 +217,39 @@ def test_redis_github_tools_and_load_scenarios_break_and_heal(lab: Lab) -> None:
             lab.heal()
         assert scenarios.is_fixed(info, name)[0], name
     assert os.environ.get("SOMACTL_CONFIG") != lab.env["SOMACTL_CONFIG"]
+
+
+def test_drill_hides_the_scenario_and_times_the_fix(lab: Lab) -> None:
+    import subprocess
+    import sys
+
+    lab.heal()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "somactl", "-o", "json", "lab", "drill", "--seed", "1"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=lab.env,
+    )
+    try:
+        # seed 1 picks github-rate-limited: wait until it is broken, then fix it as on-call
+        # would (open the github circuit breaker through the tools API)
+        wait_until(
+            lambda: "github-rate-limited" in lab.info.data.get("scenarios", []),
+            timeout=20,
+            message="drill broke something",
+        )
+        assert not scenarios.is_fixed(lab.info, "github-rate-limited")[0]
+        fix = lab.somactl("lab", "heal", "github-rate-limited")
+        assert fix.returncode == 0, fix.stderr
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    env = json.loads(out)
+    assert env["data"]["fixed"] is True
+    assert env["data"]["scenario"] == "github-rate-limited"
+    assert env["data"]["seconds"] >= 0
+    assert "github" not in err  # the page does not say what broke
+    assert "Drill started" in err
