@@ -11,6 +11,7 @@ from somactl.core.errors import UsageError
 from somactl.core.options import GlobalOptions
 from somactl.core.redact import redact
 from somactl.core.result import Result
+from somactl.ui.cli import options
 from somactl.ui.output import emit, exit_with
 
 if TYPE_CHECKING:
@@ -60,11 +61,6 @@ def main() -> None:
     """The runbook as data: validate, show, severities, scenarios."""
 
 
-def _opts(ctx: typer.Context) -> GlobalOptions:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
-
-
 def _load(opts: GlobalOptions, path: Path | None = None) -> tuple[Runbook, Path]:
     from somactl.runbook.loader import default_path, load_runbook
 
@@ -92,7 +88,7 @@ def validate(
 
     Example: somactl runbook validate ./runbooks.yaml
     """
-    opts = _opts(ctx)
+    opts = options(ctx)
     opts.command = "runbook validate"
     runbook, where = _load(opts, path)
     counts = runbook.counts()
@@ -125,7 +121,7 @@ def show(
 
     Examples: somactl runbook show scenarios; somactl -o yaml runbook show contacts
     """
-    opts = _opts(ctx)
+    opts = options(ctx)
     opts.command = "runbook show"
     if section is not None and section not in SECTIONS:
         raise UsageError(
@@ -153,7 +149,7 @@ def severities(ctx: typer.Context) -> None:
 
     Example: somactl runbook severities
     """
-    opts = _opts(ctx)
+    opts = options(ctx)
     opts.command = "runbook severities"
     runbook, _ = _load(opts)
     rows = [runbook.severity_summary(level) for level in runbook.severities]
@@ -166,7 +162,7 @@ def scenarios(ctx: typer.Context) -> None:
 
     Example: somactl runbook scenarios; then somactl runbook show scenarios
     """
-    opts = _opts(ctx)
+    opts = options(ctx)
     opts.command = "runbook scenarios"
     runbook, _ = _load(opts)
     rows = [

@@ -8,15 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from somactl.core.errors import UsageError
-from somactl.core.options import GlobalOptions
 from somactl.core.result import Result
+from somactl.ui.cli import options, runbook_for
 from somactl.ui.output import emit, exit_with, simple_table
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from somactl.runbook.classify import SignalValue
-    from somactl.runbook.schema import Runbook
 
 HELP = "Classify an incident's severity from its signals (P0-P4)."
 
@@ -35,17 +34,6 @@ app = typer.Typer(help=HELP, epilog=EPILOG, no_args_is_help=True, rich_markup_mo
 @app.callback()
 def main() -> None:
     """Classify an incident's severity from its signals (P0-P4)."""
-
-
-def _opts(ctx: typer.Context) -> GlobalOptions:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
-
-
-def _runbook(opts: GlobalOptions) -> Runbook:
-    from somactl.runbook.loader import load_runbook
-
-    return load_runbook(opts.runbooks)
 
 
 def _finite(value: float | None) -> float | None:
@@ -143,7 +131,7 @@ def classify(
     """
     from somactl.runbook.classify import parse_signal
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     opts.command = "severity classify"
     signals: dict[str, SignalValue | None] = {
         "error_rate": error_rate,
@@ -164,7 +152,7 @@ def classify(
             "e.g. `somactl severity classify --error-rate 1.0 --p95 6`; "
             "`somactl severity signals` lists every signal (use --signal NAME=VALUE)",
         )
-    runbook = _runbook(opts)
+    runbook = runbook_for(opts)
     for assignment in signal or ():
         name, value = parse_signal(runbook, assignment)
         signals[name] = value
@@ -180,9 +168,9 @@ def signals_(ctx: typer.Context) -> None:
 
     Example: somactl severity signals
     """
-    opts = _opts(ctx)
+    opts = options(ctx)
     opts.command = "severity signals"
-    runbook = _runbook(opts)
+    runbook = runbook_for(opts)
     rows = [
         {"name": name, "type": s.type, "worse": s.worse, "help": s.help}
         for name, s in runbook.classification.signals.items()

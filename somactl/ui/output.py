@@ -27,11 +27,17 @@ def _console(stream: str) -> Console:
     if stream not in _consoles:
         from rich.console import Console
 
+        is_err = stream == "err"
+        tty = (sys.stderr if is_err else sys.stdout).isatty()
+        # Not a terminal (a pipe, a file, CI): rich would wrap at 80 columns, which splits
+        # one-line errors and squeezes tables. Use $COLUMNS or a wide page instead.
+        width = None if tty else int(os.environ.get("COLUMNS") or 160)
         _consoles[stream] = Console(
-            stderr=(stream == "err"),
+            stderr=is_err,
             no_color=bool(os.environ.get("NO_COLOR")),
             highlight=False,
-            soft_wrap=False,
+            soft_wrap=is_err,
+            width=width,
         )
     return _consoles[stream]
 
