@@ -9,6 +9,7 @@ import typer
 from somactl.core.exitcodes import ExitCode
 from somactl.core.options import GlobalOptions
 from somactl.core.result import Result
+from somactl.ui.cli import options
 from somactl.ui.output import emit, exit_with, simple_table, warn
 
 HELP = "The audit journal: show the last actions, verify the hash chain."
@@ -33,11 +34,6 @@ def main() -> None:
     """The audit journal: show the last actions, verify the hash chain."""
 
 
-def _opts(ctx: typer.Context) -> GlobalOptions:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
-
-
 def _journal(opts: GlobalOptions) -> Any:
     from somactl.incident.audit import AuditJournal
     from somactl.incident.manage import state_dir_of
@@ -57,7 +53,7 @@ def show(
 
     Example: somactl audit show --last 50
     """
-    opts = _opts(ctx)
+    opts = options(ctx)
     journal = _journal(opts)
     records = journal.tail(last)
     data = {"path": str(journal.path), "records": records}
@@ -106,7 +102,7 @@ def verify(ctx: typer.Context) -> None:
     Exit 0: intact (dangling intents are reported, not failures); 1: broken.
     Example: somactl audit verify
     """
-    opts = _opts(ctx)
+    opts = options(ctx)
     report = _journal(opts).verify()
     data = report.to_dict()
     for d in report.dangling:

@@ -10,11 +10,11 @@ import typer
 from somactl.core.exitcodes import ExitCode
 from somactl.core.options import GlobalOptions
 from somactl.core.result import Result
+from somactl.ui.cli import options, runbook_for
 from somactl.ui.output import emit, exit_with, say, simple_table, warn
 
 if TYPE_CHECKING:
     from somactl.incident.manage import IncidentEnv, OpResult
-    from somactl.runbook.schema import Runbook
 
 HELP = "Run the incident: declare, update, status, escalate, resolve."
 
@@ -49,17 +49,6 @@ def main() -> None:
 # --- plumbing -----------------------------------------------------------------------------------
 
 
-def _opts(ctx: typer.Context) -> GlobalOptions:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
-
-
-def _runbook(opts: GlobalOptions) -> Runbook:
-    from somactl.runbook.loader import load_runbook
-
-    return load_runbook(opts.runbooks)
-
-
 def _state_dir(opts: GlobalOptions) -> Any:
     from somactl.incident.manage import state_dir_of
     from somactl.ui.settings import settings_for
@@ -76,7 +65,7 @@ def _env(opts: GlobalOptions, *, dry_run: bool = False, sinks: bool = True) -> I
     found, notes = sinks_from_settings(settings) if sinks else ([], [])
     return IncidentEnv(
         state_dir=state_dir_of(settings),
-        runbook=_runbook(opts),
+        runbook=runbook_for(opts),
         sinks=found,
         deadline=Deadline(opts.timeout),
         dry_run=dry_run,
@@ -207,7 +196,7 @@ def declare(
     """
     from somactl.incident import manage
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     if commander is not None and not commander.startswith("@"):
         raise typer.BadParameter("use a Slack handle like @alice", param_hint="--commander")
     op = manage.declare(
@@ -246,7 +235,7 @@ def update(
     """
     from somactl.incident import manage
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     op = manage.update(
         _env(opts, dry_run=dry_run), incident, status=status, impact=impact, actions=actions
     )
@@ -270,7 +259,7 @@ def resolve(
     """
     from somactl.incident import manage
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     op = manage.resolve(
         _env(opts, dry_run=dry_run), incident, root_cause=root_cause, fix=fix, runbook_name=runbook
     )
@@ -285,7 +274,7 @@ def ack(ctx: typer.Context, incident: IncidentArg = None, dry_run: DryRun = Fals
     """
     from somactl.incident import manage
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     _finish(opts, "incident ack", manage.acknowledge(_env(opts, dry_run=dry_run), incident))
 
 
@@ -312,7 +301,7 @@ def severity(
     """
     from somactl.incident import manage
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     op = manage.change_severity(_env(opts, dry_run=dry_run), incident, level, reason=reason)
     _finish(opts, "incident severity", op)
 
@@ -333,7 +322,7 @@ def escalate(
     """
     from somactl.incident import manage
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     op = manage.escalate(_env(opts, dry_run=dry_run), incident, security=security)
     _finish(opts, "incident escalate", op)
 
@@ -357,7 +346,7 @@ def note(
     """
     from somactl.incident import manage
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     op = manage.note(_env(opts, sinks=False), incident, text)
     exit_with(
         emit(
@@ -385,7 +374,7 @@ def assign(
     """
     from somactl.incident import manage
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     op = manage.assign(
         _env(opts, sinks=False), incident, commander=commander, responders=responder or []
     )
@@ -416,8 +405,8 @@ def status(ctx: typer.Context) -> None:
     """
     from somactl.incident import views
 
-    opts = _opts(ctx)
-    data = views.status(_state_dir(opts), _runbook(opts))
+    opts = options(ctx)
+    data = views.status(_state_dir(opts), runbook_for(opts))
     for row in data["open"]:
         if row["overdue"]:
             warn(
@@ -506,7 +495,7 @@ def list_(
     """
     from somactl.incident import views
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     rows = views.list_incidents(_state_dir(opts), include_resolved=not open_only, limit=limit)
 
     def table(d: list[dict[str, Any]]) -> Any:
@@ -539,8 +528,8 @@ def show(ctx: typer.Context, incident: IncidentArg = None) -> None:
     """
     from somactl.incident import views
 
-    opts = _opts(ctx)
-    data = views.show(_state_dir(opts), incident, _runbook(opts))
+    opts = options(ctx)
+    data = views.show(_state_dir(opts), incident, runbook_for(opts))
 
     def table(d: dict[str, Any]) -> str:
         lines = [
@@ -592,7 +581,7 @@ def timeline(
     from somactl.incident import views
     from somactl.incident.store import EVENT_KINDS
 
-    opts = _opts(ctx)
+    opts = options(ctx)
     for k in kind or []:
         if k not in EVENT_KINDS:
             raise typer.BadParameter(f"{k!r}; one of {', '.join(EVENT_KINDS)}", param_hint="--kind")

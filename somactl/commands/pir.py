@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from somactl.core.options import GlobalOptions, OutputFormat
+from somactl.core.options import OutputFormat
 from somactl.core.result import Result
+from somactl.ui.cli import options
 from somactl.ui.output import emit, exit_with, say, write_stdout
 
 HELP = "The post-incident review (PIR) of an incident, as Markdown or JSON."
@@ -75,8 +76,7 @@ def pir(
     from somactl.runbook.loader import load_runbook
     from somactl.ui.settings import settings_for
 
-    obj = ctx.find_root().obj
-    opts = obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+    opts = options(ctx)
     if fmt is Format.json and not opts.machine_output:
         opts.output = OutputFormat.json
     doc = pir_for(state_dir_of(settings_for(opts)), incident, load_runbook(opts.runbooks), out=out)
