@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from somactl.core.deadline import Deadline
+
 OutcomeStatus = Literal["applied", "noop", "failed", "partial", "unknown"]
 
 
@@ -23,6 +25,13 @@ class Plan:
     blocked: str | None = None  # set: refused (exit 5), and why
     blocked_hint: str | None = None
     typed_name: str | None = None  # high impact: the person types this name to approve
+    # Human-readable detail lines (diffs, target lists), built without I/O by the action;
+    # the terminal shows them under the summary, JSON carries `details` instead.
+    display: list[str] = field(default_factory=list)
+    # The consent prompt's words ("roll back deployment web to revision 6"); default: summary.
+    consent: str | None = None
+    # The action can send its writes with dryRun=All (Kubernetes); others refuse --dry-run=server.
+    server_dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -30,7 +39,8 @@ class Plan:
             "target": self.target,
             "summary": self.summary,
             "steps": self.steps,
-            "details": self.details,
+            # `_`-prefixed details are working data (templates to send): not shown, not journaled
+            "details": {k: v for k, v in self.details.items() if not k.startswith("_")},
             "pins": self.pins,
             "warnings": self.warnings,
             "noop": self.noop,
@@ -44,6 +54,9 @@ class Outcome:
     status: OutcomeStatus
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    # For failed/partial/unknown: the exit code to end with (default 1 / 9 / 6) and a hint.
+    code: int | None = None
+    hint: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "message": self.message, "details": self.details}
@@ -75,3 +88,25 @@ class Action(Protocol):
     def apply(self, plan: Plan) -> Outcome: ...
 
     def verify(self, plan: Plan, outcome: Outcome) -> Verification | None: ...
+
+
+class Phased(Protocol):
+    """Optional: an action whose clients take a fresh deadline per phase (plan, apply, verify).
+
+    A person may take a minute to consent; the apply phase must not inherit what is left of the
+    plan's deadline."""
+
+    def set_deadline(self, deadline: Deadline) -> None: ...
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, and for which open incident: the source of `kubernetes.io/change-cause`."""
+
+    user: str
+    incident: str | None = None
+
+    def change_cause(self, what: str) -> str:
+        """`somactl: rollback to revision 3 by alice (INC-7)`."""
+        text = f"somactl: {what} by {self.user}"
+        return f"{text} ({self.incident})" if self.incident else text

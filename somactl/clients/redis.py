@@ -75,3 +75,13 @@ def connect(target: RedisTarget, deadline: Deadline) -> redis.Redis:
         client_name="somactl",
     )
     return client
+
+
+def call(client: redis.Redis, target: RedisTarget, deadline: Deadline, *args: object) -> object:
+    """One command, its errors translated (NOPERM -> exit 7, no answer -> exit 6)."""
+    import redis as redis_lib
+
+    try:
+        return client.execute_command(*args)  # type: ignore[no-untyped-call]
+    except (redis_lib.exceptions.RedisError, OSError) as exc:
+        raise translate(exc, target, deadline.seconds) from None

@@ -39,6 +39,11 @@ REGISTRY: dict[str, CommandSpec] = {
         "A whole SomaGent production on this machine, to break and drill on.",
         "Lab",
     ),
+    "mitigate": CommandSpec(
+        "somactl.commands.mitigate",
+        "Mitigate: rollback, scale, restart, autoscale, isolate, kill queries, flush Redis.",
+        "Mitigate",
+    ),
     "incident": CommandSpec(
         "somactl.commands.incident",
         "Run the incident: declare, update, status, escalate, resolve.",
