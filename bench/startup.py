@@ -26,13 +26,21 @@ GATES: dict[str, tuple[list[str], set[str]]] = {
     "somactl runbook --help": (["runbook", "--help"], BACKENDS),
     "somactl runbook validate": (["runbook", "validate"], BACKENDS),
     "somactl severity classify": (["severity", "classify", "--p95", "6"], BACKENDS),
+    "somactl incident --help": (["incident", "--help"], BACKENDS),
+    "somactl incident status": (["incident", "status"], BACKENDS),
+    "somactl lab --help": (["lab", "--help"], BACKENDS),
+    "somactl audit --help": (["audit", "--help"], BACKENDS),
 }
 
 
 def gates() -> int:
+    import tempfile
+
     failures = 0
+    tmp = tempfile.mkdtemp(prefix="somactl-gates-")
+    env = {"SOMACTL_STATE_DIR": f"{tmp}/state", "SOMACTL_CONFIG": f"{tmp}/config.yaml"}
     for name, (argv, forbidden) in GATES.items():
-        mods = imported_modules(f"from somactl.app import run\nrun({argv!r})")
+        mods = imported_modules(f"from somactl.app import run\nrun({argv!r})", env)
         bad = sorted(m for m in forbidden if m in mods)
         print(f"import gate {name:40} {'FAIL ' + ','.join(bad) if bad else 'ok'}")
         failures += bool(bad)
