@@ -263,7 +263,8 @@ def template_diff(current: JSON, target: JSON) -> tuple[list[str], JSON]:
     cur, tgt = normalize(without_hash(current)), normalize(without_hash(target))
     lines: list[str] = []
     data: JSON = {"containers": {}, "other": []}
-    cc, tc = _containers(cur), _containers(tgt)
+    # values as written (1Gi, not 1073741824); comparisons on the normalized form
+    cc, tc = _containers(without_hash(current)), _containers(without_hash(target))
     for name in sorted(set(cc) | set(tc)):
         a, b = cc.get(name), tc.get(name)
         if a is None or b is None:
@@ -293,8 +294,8 @@ def template_diff(current: JSON, target: JSON) -> tuple[list[str], JSON]:
                     f"container {name}: resources.{key} {ra.get(key, '(unset)')} → "
                     f"{rb.get(key, '(unset)')}"
                 )
-        rest_a = {k: v for k, v in a.items() if k not in ("image", "env", "resources")}
-        rest_b = {k: v for k, v in b.items() if k not in ("image", "env", "resources")}
+        rest_a = normalize({k: v for k, v in a.items() if k not in ("image", "env", "resources")})
+        rest_b = normalize({k: v for k, v in b.items() if k not in ("image", "env", "resources")})
         for path in _paths(rest_a, rest_b, ""):
             entry.setdefault("other", []).append(path)
             lines.append(f"container {name}: {path} differs")

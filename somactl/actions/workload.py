@@ -85,7 +85,6 @@ class KubeAction:
         out: JSON = {
             "ready": ready_text(self.workload, obj),
             "images": images(template),
-            "resourceVersion": rv(obj),
         }
         if self.workload.kind == "deployment":
             out["revision"] = revision(obj)

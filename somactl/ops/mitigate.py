@@ -23,7 +23,7 @@ from somactl.core.options import GlobalOptions
 from somactl.incident.audit import AuditJournal
 from somactl.incident.manage import state_dir_of
 from somactl.incident.store import default_actor, find_open_incident
-from somactl.ops.verify import ServiceMetrics, describe
+from somactl.ops.verify import ServiceMetrics
 from somactl.runbook.schema import Action as RunbookAction
 from somactl.runbook.schema import Runbook
 from somactl.runbook.templates import render_command
@@ -68,12 +68,13 @@ class Prepared:
             v.before.update({k: v2 for k, v2 in self.before_metrics.items() if k != "levels"})
             v.after.update({k: v2 for k, v2 in after.items() if k != "levels"})
             healthy = ServiceMetrics.healthy(after)
-            lines = describe(self.before_metrics, after)
+            lines = []
             if after.get("error"):
                 lines.append(f"metrics unavailable: {after['error']}")
             if healthy is False:
                 v.recovered = False
-                lines.append("still above the runbook's warn thresholds")
+                high = [k for k, lvl in (after.get("levels") or {}).items() if lvl != "ok"]
+                lines.append(f"{', '.join(high)} still above the runbook's warn threshold")
             elif healthy is True and v.recovered is None:
                 v.recovered = True
             v.message = "; ".join([m for m in [v.message, *lines] if m])

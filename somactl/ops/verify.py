@@ -60,16 +60,3 @@ class ServiceMetrics:
         if not levels:
             return None
         return all(level == "ok" for level in levels.values())
-
-
-def describe(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """`error rate 0.42 → 0.00` lines for the measured signals."""
-    lines = []
-    for _qid, signal in SIGNALS:
-        if signal in before or signal in after:
-            b, a = before.get(signal), after.get(signal)
-            fmt = "{:.3f}" if signal == "error_rate" else "{:.3f}s"
-            bt = fmt.format(b) if isinstance(b, (int, float)) else "n/a"
-            at = fmt.format(a) if isinstance(a, (int, float)) else "n/a"
-            lines.append(f"{signal.replace('_', ' ')}: {bt} → {at}")
-    return lines
