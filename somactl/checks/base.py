@@ -12,6 +12,7 @@ from typing import Any
 
 from somactl.core.deadline import Deadline
 from somactl.core.errors import SomactlError
+from somactl.core.exitcodes import ExitCode
 from somactl.core.redact import redact
 
 
@@ -43,6 +44,12 @@ class CheckResult:
     signals: dict[str, Any] = field(default_factory=dict)
     # raw material for the evidence bundle (--snapshot): name -> text or JSON-able data
     raw: dict[str, Any] = field(default_factory=dict)
+    # what the verdict reasons with besides signals (recent_deploy, crashloop, oom_killed...)
+    facts: dict[str, Any] = field(default_factory=dict)
+    # the exit code of the error that kept the check from running (6 unreachable, 7 denied...)
+    error_code: int | None = None
+    # what to do about that error (the somactl error's hint)
+    hint: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,7 +61,10 @@ class CheckResult:
             "evidence": self.evidence,
             "duration_ms": round(self.duration * 1000, 1),
             "error": self.error,
+            "error_code": self.error_code,
+            "hint": self.hint,
             "signals": self.signals,
+            "facts": self.facts,
         }
 
 
@@ -64,6 +74,8 @@ class Check:
     title: str
     backend: str
     func: Callable[[Deadline], CheckResult]
+    # where the backend is (host:port, never credentials), for "no answer" messages
+    where: str = ""
 
 
 def _run_one(check: Check, deadline: Deadline) -> CheckResult:
@@ -78,6 +90,8 @@ def _run_one(check: Check, deadline: Deadline) -> CheckResult:
             Status.unknown,
             f"could not run: {redact(exc.message)}",
             error=redact(exc.message),
+            error_code=int(exc.code),
+            hint=redact(exc.hint) if exc.hint else None,
         )
     except Exception as exc:  # noqa: BLE001 - one failing check must not hide the others
         msg = redact(f"{type(exc).__name__}: {exc}")
@@ -88,6 +102,7 @@ def _run_one(check: Check, deadline: Deadline) -> CheckResult:
             Status.unknown,
             f"check failed: {msg}",
             error=msg,
+            error_code=int(ExitCode.FAILED),
         )
     result.duration = time.monotonic() - t0
     return result
@@ -132,10 +147,37 @@ def run_checks(
                 check.backend,
                 Status.unknown,
                 f"no answer within the {deadline.seconds:g}s deadline",
-                error="deadline exceeded",
+                error=(
+                    f"{check.backend}: no response within {deadline.seconds:g}s"
+                    + (f" ({check.where})" if check.where else "")
+                ),
                 duration=deadline.elapsed(),
+                error_code=int(ExitCode.UNREACHABLE),
             )
             results[check.id] = late
             if on_result is not None:
                 on_result(late)
     return [results[c.id] for c in checks]
+
+
+def not_configured(check_id: str, title: str, backend: str, setting: str, env: str) -> Check:
+    """A check whose backend has no address in the settings: it says so (unknown, with a hint)."""
+
+    def run(deadline: Deadline) -> CheckResult:
+        return CheckResult(
+            check_id,
+            title,
+            backend,
+            Status.unknown,
+            f"not configured: {setting} is not set",
+            error=f"{backend}: {setting} is not set",
+            error_code=int(ExitCode.CONFIG),
+            hint=f"set it in the context (`somactl config show`), or export {env}",
+        )
+
+    return Check(check_id, title, backend, run)
+
+
+def level_status(level: str) -> Status:
+    """A runbook query level (ok/warn/critical) as a check status."""
+    return Status(level)

@@ -12,6 +12,7 @@ from typing import Any
 
 from somactl.clients.http import NO_RETRY, request, status_error
 from somactl.core.deadline import Deadline
+from somactl.core.errors import UnreachableError
 from somactl.core.redact import register_secret
 
 SERVICE = "GitHub"
@@ -33,6 +34,14 @@ def rate_limit(base_url: str, token: str | None, deadline: Deadline) -> dict[str
         retry=NO_RETRY,
     )
     body = resp.json()
+    if resp.status in (403, 429) and resp.headers.get("x-ratelimit-remaining") == "0":
+        resource = resp.headers.get("x-ratelimit-resource") or "core"
+        raise UnreachableError(
+            f"{SERVICE} rate limit exhausted until "
+            f"{reset_time(resp.headers.get('x-ratelimit-reset'))} (resource {resource})",
+            "wait for the reset (never retry in a loop: it can get the integration banned); "
+            "`somactl mitigate circuit-breaker enable github` stops the adapter meanwhile",
+        )
     if not resp.ok or not isinstance(body, dict):
         message = body.get("message") if isinstance(body, dict) else None
         raise status_error(resp, service=SERVICE, detail=str(message or "rate_limit"))

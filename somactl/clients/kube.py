@@ -7,6 +7,7 @@ call carries (connect, read) timeouts from the command's deadline with urllib3 r
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -165,7 +166,26 @@ class KubeClient:
         field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         """All items, following `continue`."""
-        items: list[dict[str, Any]] = []
+        return list(
+            self.iter_items(
+                group_version,
+                resource,
+                label_selector=label_selector,
+                field_selector=field_selector,
+            )
+        )
+
+    def iter_items(
+        self,
+        group_version: str,
+        resource: str,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+    ) -> Iterator[dict[str, Any]]:
+        """Every item, one page (`limit`) at a time: a caller that summarises each item as it
+        comes never holds more than one page of raw objects (5,000 pods stay cheap)."""
         token: str | None = None
         while True:
             data = self.request(
@@ -174,14 +194,14 @@ class KubeClient:
                 query={
                     "labelSelector": label_selector,
                     "fieldSelector": field_selector,
-                    "limit": 500,
+                    "limit": page_size,
                     "continue": token,
                 },
             )
-            items.extend(data.get("items") or [])
             token = (data.get("metadata") or {}).get("continue") or None
+            yield from data.get("items") or []
             if not token:
-                return items
+                return
 
     def pod_log(
         self,

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 5
 
 
+class TooManyConnectionsError(UnreachableError):
+    """The server answered but refused a new session: every connection slot is taken."""
+
+
 @dataclass(frozen=True)
 class PgTarget:
     dsn: str
@@ -57,6 +61,12 @@ def translate(exc: BaseException, target: PgTarget, timeout: float) -> SomactlEr
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return PermissionDeniedError(f"postgres ({where}): {text}")
     if isinstance(exc, psycopg.OperationalError):
+        if "too many clients" in low or "remaining connection slots are reserved" in low:
+            return TooManyConnectionsError(
+                f"postgres ({where}): no connection slot left: {text}",
+                "the pool is exhausted: see `somactl db pool`; end idle sessions with "
+                "`somactl mitigate kill-queries`",
+            )
         if any(
             s in low
             for s in (

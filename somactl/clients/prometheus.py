@@ -36,6 +36,19 @@ class PromClient:
         import requests
 
         text = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        low = str(exc).lower()
+        if isinstance(exc, requests.ConnectionError) and (
+            "resolve" in low or "name or service not known" in low
+        ):
+            return UnreachableError(
+                f"prometheus: host name not resolved ({self.target.describe()})",
+                "check prometheus.url in `somactl config show`",
+            )
+        if isinstance(exc, requests.ConnectionError) and "refused" in low:
+            return UnreachableError(
+                f"prometheus: connection refused ({self.target.describe()})",
+                "is Prometheus up? check prometheus.url in `somactl config show`",
+            )
         if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
             return UnreachableError(
                 f"prometheus: no response within {self.deadline.seconds:.0f}s "

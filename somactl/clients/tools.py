@@ -22,13 +22,23 @@ def check_tool_name(tool: str) -> str:
 
 
 class ToolsClient:
-    def __init__(self, base_url: str, deadline: Deadline) -> None:
+    def __init__(
+        self, base_url: str, deadline: Deadline, *, read_retry: RetryPolicy | None = None
+    ) -> None:
+        """`read_retry` overrides the retries of reads (diagnosis passes NO_RETRY: a check
+        reports what it sees within its budget instead of backing off)."""
         self.base = base_url.rstrip("/")
         self.deadline = deadline
+        self.read_retry = read_retry
 
     def _get(self, path: str) -> tuple[int, Any]:
         resp = request(
-            "GET", self.base + path, service=SERVICE, deadline=self.deadline, idempotent=True
+            "GET",
+            self.base + path,
+            service=SERVICE,
+            deadline=self.deadline,
+            idempotent=True,
+            retry=self.read_retry if self.read_retry is not None else RetryPolicy(),
         )
         return resp.status, resp.json()
 
@@ -41,10 +51,12 @@ class ToolsClient:
             raise UsageError(f"{SERVICE}: no tool adapter named {tool!r}")
         raise _error(status, body, "health")
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 50, tool: str | None = None) -> list[dict[str, Any]]:
+        """The most recent invocations, newest first (of `tool` only, when given)."""
         if not 1 <= limit <= 1000:
             raise UsageError(f"--limit must be between 1 and 1000 (got {limit})")
-        status, body = self._get(f"/tools/recent?limit={limit}")
+        query = f"limit={limit}" + (f"&tool={quote(check_tool_name(tool))}" if tool else "")
+        status, body = self._get(f"/tools/recent?{query}")
         if status != 200:
             raise _error(status, body, "recent invocations")
         items = body.get("invocations", body) if isinstance(body, dict) else body
