@@ -1,0 +1,409 @@
+"""From check results to a verdict: the worst finding, the runbook's severity with its response
+target, the matching scenario, and next steps as concrete somactl commands.
+
+Exit codes (ARCHITECTURE.md): 11 when a check found something critical, 10 for warnings, 0 when
+all is well; when nothing was found but some checks could not run, 9 (partial), or 7 when what
+kept them from running was a rejected credential or a missing privilege.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from somactl.checks.base import CheckResult, Status, worst
+from somactl.core.errors import SomactlError
+from somactl.core.exitcodes import ExitCode
+from somactl.core.redact import redact
+from somactl.runbook.classify import Classification, matching_scenarios
+from somactl.runbook.schema import LEVELS, Runbook, Step
+from somactl.runbook.templates import render_command
+
+STATUS_EXIT = {
+    Status.critical: ExitCode.CRITICAL,
+    Status.warn: ExitCode.WARNINGS,
+    Status.ok: ExitCode.OK,
+}
+
+
+def exit_code_for(results: Sequence[CheckResult]) -> ExitCode:
+    w = worst([r.status for r in results])
+    if w is not Status.unknown:
+        return STATUS_EXIT[w]
+    codes = {r.error_code for r in results if r.status is Status.unknown}
+    return ExitCode.PERMISSION if int(ExitCode.PERMISSION) in codes else ExitCode.PARTIAL
+
+
+def envelope_status(results: Sequence[CheckResult]) -> str:
+    w = worst([r.status for r in results])
+    return "partial" if w is Status.unknown else str(w)
+
+
+def merge_signals(rb: Runbook, results: Iterable[CheckResult]) -> dict[str, Any]:
+    """All measured signals; where two checks measured one, the worse value (runbook's `worse`)."""
+    specs = rb.classification.signals
+    merged: dict[str, Any] = {}
+    for r in results:
+        for name, value in r.signals.items():
+            spec = specs.get(name)
+            if spec is None or value is None:
+                continue
+            if name not in merged:
+                merged[name] = list(value) if spec.type == "services" else value
+                continue
+            cur = merged[name]
+            if spec.type == "services":
+                merged[name] = list(dict.fromkeys([*cur, *value]))
+            elif spec.type == "bool":
+                if value == spec.worse:
+                    merged[name] = value
+            elif spec.worse == "lower":
+                merged[name] = min(cur, value)
+            else:
+                merged[name] = max(cur, value)
+    return merged
+
+
+def merge_facts(results: Iterable[CheckResult]) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    for r in results:
+        for k, v in r.facts.items():
+            if isinstance(v, list) and isinstance(facts.get(k), list):
+                facts[k] = list(dict.fromkeys([*facts[k], *v]))
+            elif isinstance(v, bool) and isinstance(facts.get(k), bool):
+                facts[k] = facts[k] or v
+            elif k not in facts or facts[k] is None:
+                facts[k] = v
+    return facts
+
+
+@dataclass
+class NextStep:
+    title: str
+    command: str | None = None
+    why: str | None = None
+    source: str = ""  # "scenario gateway-api-down" / "pattern service-crash"
+    kind: str = "action"
+    when: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "command": self.command,
+            "why": self.why,
+            "when": self.when,
+            "kind": self.kind,
+            "source": self.source,
+        }
+
+
+@dataclass
+class Verdict:
+    status: Status
+    exit_code: ExitCode
+    summary: str
+    worst_checks: list[str]
+    signals: dict[str, Any]
+    facts: dict[str, Any]
+    classification: Classification | None
+    severity: dict[str, Any] | None
+    scenario: dict[str, Any] | None
+    other_scenarios: list[dict[str, Any]]
+    next_steps: list[NextStep] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    skipped_steps: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "exit_code": int(self.exit_code),
+            "summary": self.summary,
+            "worst_checks": self.worst_checks,
+            "severity": self.severity,
+            "scenario": self.scenario,
+            "other_scenarios": self.other_scenarios,
+            "next_steps": [s.to_json() for s in self.next_steps],
+            "steps_already_checked": self.checked,
+            "steps_not_suggested": self.skipped_steps,
+            "signals": self.signals,
+            "fired_rules": (
+                [r.to_dict() for r in self.classification.fired] if self.classification else []
+            ),
+        }
+
+
+def _rank_level(level: str | None) -> int:
+    return LEVELS.index(level) if level in LEVELS else len(LEVELS)
+
+
+def decide(rb: Runbook, service: str, results: Sequence[CheckResult]) -> Verdict:
+    status = worst([r.status for r in results])
+    code = exit_code_for(results)
+    signals = merge_signals(rb, results)
+    facts = merge_facts(results)
+    scoped = {**signals, "service": service}
+    classification = rb.classify(scoped)
+    scenario_ids = list(matching_scenarios(scoped, rb))
+    scenario_ids.sort(
+        key=lambda sid: (
+            rb.scenarios[sid].service not in (service, None),
+            rb.scenarios[sid].service is None,
+            _rank_level(rb.scenarios[sid].severity),
+        )
+    )
+    scenarios = [
+        {"id": sid, "title": rb.scenarios[sid].title, "severity": rb.scenarios[sid].severity}
+        for sid in scenario_ids
+    ]
+    severity: dict[str, Any] | None = None
+    if classification.level is not None:
+        severity = {
+            **rb.severity_summary(classification.level),
+            "source": "classification",
+            "rule": classification.rule.to_dict() if classification.rule else None,
+        }
+    elif scenarios:
+        severity = {
+            **rb.severity_summary(scenarios[0]["severity"]),
+            "source": f"scenario {scenarios[0]['id']}",
+            "rule": None,
+        }
+    ranked = sorted((r for r in results if r.status is status), key=lambda r: _prefer(r, service))
+    worst_ids = [r.id for r in ranked]
+    summary = _summary(service, status, ranked, severity, scenarios)
+    verdict = Verdict(
+        status=status,
+        exit_code=code,
+        summary=summary,
+        worst_checks=worst_ids,
+        signals=signals,
+        facts=facts,
+        classification=classification,
+        severity=severity,
+        scenario=scenarios[0] if scenarios else None,
+        other_scenarios=scenarios[1:],
+    )
+    if status in (Status.warn, Status.critical) or scenarios:
+        _next_steps(rb, service, results, verdict, scenario_ids[:1])
+    return verdict
+
+
+def _prefer(r: CheckResult, service: str) -> tuple[int, str]:
+    # the service's own Kubernetes and metrics findings first, then the shared backends
+    order = ("k8s.pods", "prom.", "k8s.", "db.", "redis.", "tools.", "git.")
+    base = r.id.split(":", 1)[-1]
+    for i, p in enumerate(order):
+        if base.startswith(p):
+            return (i, base)
+    return (len(order), base)
+
+
+def _summary(
+    service: str,
+    status: Status,
+    ranked: Sequence[CheckResult],
+    severity: Mapping[str, Any] | None,
+    scenarios: Sequence[Mapping[str, Any]],
+) -> str:
+    if status is Status.ok:
+        head = f"{service}: all checks ok"
+    elif status is Status.unknown:
+        head = f"{service}: nothing wrong found, but {len(ranked)} check(s) could not run"
+    else:
+        first = ranked[0]
+        head = f"{status}: {first.id.split(':', 1)[-1]}: {first.summary}"
+        if len(ranked) > 1:
+            head += f" (+{len(ranked) - 1} more {status})"
+    if severity:
+        head += f" | suggested {severity['level']} {severity['name']} ({severity['response']})"
+    if scenarios:
+        head += f" | runbook: {scenarios[0]['title']}"
+    return redact(head)
+
+
+# -- next steps ------------------------------------------------------------------------------------
+
+
+def _pattern_ids(
+    rb: Runbook, service: str, facts: Mapping[str, Any], sig: Mapping[str, Any]
+) -> list[str]:
+    kind = rb.service(service).kind
+    out: list[str] = []
+    crashing = (
+        facts.get("crashloop")
+        or facts.get("image_pull")
+        or service in (sig.get("service_down") or [])
+    )
+    if kind == "deployment" and crashing:
+        out.append("service-crash")
+    p95 = sig.get("p95_seconds")
+    if kind == "deployment" and not crashing and isinstance(p95, (int, float)) and p95 > 1:
+        out.append("high-load")
+    if (
+        float(sig.get("db_connection_ratio") or 0) >= 0.8
+        or facts.get("long_running")
+        or facts.get("blocked_sessions")
+        or facts.get("pool_exhausted")
+    ):
+        out.append("database-issues")
+    if float(sig.get("redis_memory_ratio") or 0) >= 0.8 or sig.get("redis_up") is False:
+        out.append("redis-issues")
+    if facts.get("rate_limited_adapters") or sig.get("adapters_rate_limited"):
+        out.append("rate-limit")
+    return [p for p in out if p in rb.mitigation_patterns]
+
+
+def _next_steps(
+    rb: Runbook,
+    service: str,
+    results: Sequence[CheckResult],
+    verdict: Verdict,
+    scenario_ids: Sequence[str],
+) -> None:
+    ran = {r.id.split(":", 1)[-1] for r in results if r.status is not Status.unknown}
+    seen: set[str] = set()
+    sources: list[tuple[str, str | None, Sequence[Step]]] = []
+    for sid in scenario_ids:
+        sc = rb.scenarios[sid]
+        sources.append((f"scenario {sid}", sc.service, sc.steps))
+    for pid in _pattern_ids(rb, service, verdict.facts, verdict.signals):
+        sources.append((f"pattern {pid}", None, rb.mitigation_patterns[pid].steps))
+    for source, sc_service, steps in sources:
+        for step in steps:
+            for entry in _step_entries(rb, service, sc_service, step, verdict, ran, source):
+                key = entry.command or entry.title
+                if key in seen:
+                    continue
+                seen.add(key)
+                if entry.kind == "checked":
+                    verdict.checked.append(entry.title)
+                elif entry.kind == "skipped":
+                    verdict.skipped_steps.append({"title": entry.title, "why": entry.why or ""})
+                else:
+                    verdict.next_steps.append(entry)
+
+
+def _step_entries(
+    rb: Runbook,
+    service: str,
+    sc_service: str | None,
+    step: Step,
+    verdict: Verdict,
+    ran: set[str],
+    source: str,
+) -> list[NextStep]:
+    facts, sig = verdict.facts, verdict.signals
+    if step.kind == "check":
+        ids = [step.check] if step.check else list(step.checks)
+        out: list[NextStep] = []
+        for cid in ids:
+            if cid is None:
+                continue
+            if cid in ran:
+                out.append(NextStep(step.title, kind="checked", source=source))
+                continue
+            check = rb.checks.get(cid)
+            cmd = None
+            if check is not None and check.somactl:
+                target = _target_for(rb, service, sc_service, check.applies_to)
+                extra: dict[str, str] = {}
+                if target is None and "{tool}" in check.somactl:
+                    adapters = [
+                        *facts.get("rate_limited_adapters", []),
+                        *facts.get("failing_adapters", []),
+                    ]
+                    extra["tool"] = adapters[0] if adapters else "github"
+                try:
+                    cmd = render_command(check.somactl, rb, target, **extra)
+                except SomactlError:  # a template needing fields we lack: the title says it
+                    cmd = None
+            out.append(NextStep(step.title, cmd, source=source, kind="check"))
+        return out
+    if step.kind == "action" and step.action is not None:
+        action = rb.actions.get(step.action)
+        if action is None or not action.somactl:
+            return [NextStep(step.title, source=source, kind="manual", why=step.instructions)]
+        params = {**action.params, **step.params}
+        if "tool-adapter" in action.applies_to:
+            tools = list(facts.get("rate_limited_adapters") or []) + list(
+                facts.get("failing_adapters") or []
+            )
+            if rb.service(service).kind == "tool-adapter":
+                tools = [service, *tools]
+            tools = [t for t in dict.fromkeys(tools) if t in rb.services]
+            return [
+                NextStep(
+                    step.title,
+                    render_command(action.somactl, rb, t, **params),
+                    why=f"{t} is failing or rate limited",
+                    source=source,
+                )
+                for t in tools
+            ]
+        target = action.service or sc_service or _down_or(service, rb, sig)
+        svc = rb.services.get(target)
+        if svc is None or (action.applies_to and svc.kind not in action.applies_to):
+            return []
+        why = None
+        when = step.when
+        if step.action == "rollback":
+            if not facts.get("recent_deploy"):
+                return [
+                    NextStep(
+                        step.title,
+                        kind="skipped",
+                        why=f"no rollout of {target} in the last hour",
+                        source=source,
+                    )
+                ]
+            cur, prev = facts.get("current_revision"), facts.get("previous_revision")
+            cause = facts.get("change_cause")
+            why = f"revision {cur}" + (f" ({cause})" if cause else "")
+            secs = facts.get("deployed_seconds_ago")
+            if isinstance(secs, (int, float)):
+                from somactl.core.durations import human_duration
+
+                why += f" rolled out {human_duration(max(0.0, secs))} ago"
+            if facts.get("crashloop"):
+                why += " and its pods are crash-looping"
+            if prev is not None:
+                why += f"; previous revision {prev}"
+            when = None
+        if action.last_resort:
+            why = (why + "; " if why else "") + "last resort"
+        return [
+            NextStep(
+                step.title,
+                render_command(action.somactl, rb, target, **params),
+                why=why,
+                when=when,
+                source=source,
+            )
+        ]
+    if step.kind == "pattern":
+        return []
+    return [
+        NextStep(
+            step.title, None, why=step.instructions, when=step.when, source=source, kind="manual"
+        )
+    ]
+
+
+def _down_or(service: str, rb: Runbook, sig: Mapping[str, Any]) -> str:
+    svc = rb.service(service)
+    if svc.kind == "tool-adapter":
+        for name, other in rb.services.items():
+            if other.kind != "tool-adapter" and other.workload == svc.workload:
+                return name
+    return service
+
+
+def _target_for(
+    rb: Runbook, service: str, sc_service: str | None, applies: Sequence[str]
+) -> str | None:
+    target = sc_service or service
+    svc = rb.services.get(target)
+    if svc is None or (applies and svc.kind not in applies):
+        return None
+    return target
