@@ -29,6 +29,41 @@ REGISTRY: dict[str, CommandSpec] = {
         "Classify an incident's severity from its signals (P0-P4).",
         "Runbook",
     ),
+    "diagnose": CommandSpec(
+        "somactl.commands.diagnose",
+        "Diagnose a service: every runbook check at once, a verdict, severity and next steps.",
+        "Diagnose",
+    ),
+    "status": CommandSpec(
+        "somactl.commands.status",
+        "The detection dashboard: every service's up, error rate, p95 and pods ready.",
+        "Diagnose",
+    ),
+    "logs": CommandSpec(
+        "somactl.commands.logs",
+        "The last log lines of a service, from its most telling pod.",
+        "Diagnose",
+    ),
+    "rollout": CommandSpec(
+        "somactl.commands.rollout",
+        "A service's rollouts: revisions, change-causes, state.",
+        "Diagnose",
+    ),
+    "db": CommandSpec(
+        "somactl.commands.db",
+        "Postgres: the connection pool, active sessions, long-running queries, locks.",
+        "Backends",
+    ),
+    "redis": CommandSpec(
+        "somactl.commands.redis_cmd",
+        "Redis: PING latency, memory against maxmemory, evictions, clients.",
+        "Backends",
+    ),
+    "tools": CommandSpec(
+        "somactl.commands.tools",
+        "Tool adapters: health, recent invocations, rate limits.",
+        "Backends",
+    ),
     "config": CommandSpec(
         "somactl.commands.config",
         "Settings and contexts: show, contexts, use-context.",
