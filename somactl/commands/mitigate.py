@@ -151,7 +151,7 @@ def scale(
     service: Service,
     replicas: Annotated[
         int,
-        typer.Option("--replicas", min=0, max=1000, help="Desired replicas (0 needs the name)."),
+        typer.Option("--replicas", help="Desired replicas, 0-1000 (0 needs the typed name)."),
     ],
     override_hpa: Annotated[
         bool, typer.Option("--override-hpa", help="Scale even though an HPA manages it.")

@@ -272,14 +272,17 @@ def deployment(sim: KubeSimulator, name: str) -> dict[str, Any]:
     return sim.cluster.get(R.DEPLOYMENTS, NAMESPACE, name)
 
 
-def state_of(sim: KubeSimulator) -> dict[str, Any]:
-    """Every stored object of the namespace (for "byte-identical afterwards")."""
+def state_of(sim: KubeSimulator) -> str:
+    """Every stored object of the namespace as canonical JSON ("byte-identical afterwards")."""
+    import json
+
     store = sim.cluster.store
     with store.lock:
-        return {
-            rkey: {k: v for k, v in objs.items() if k[0] == NAMESPACE}
+        data = {
+            rkey: {f"{k[0]}/{k[1]}": v for k, v in objs.items() if k[0] == NAMESPACE}
             for rkey, objs in store.objects.items()
         }
+        return json.dumps(data, sort_keys=True, default=str)
 
 
 class Ticker:
