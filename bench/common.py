@@ -32,8 +32,14 @@ class Case:
 
 def _time_argv(argv: Sequence[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, **env}, check=False, timeout=120)
+    subprocess.run(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+        check=False,
+        timeout=120,
+    )
     return time.perf_counter() - t0
 
 
@@ -62,17 +68,26 @@ def measure(cases: Sequence[Case], rounds: int) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for case in cases:
         med = statistics.median(ratios[case.name])
-        rows.append({
-            "case": case.name,
-            "ratio_median": round(med, 2),
-            "ratio_min": round(min(ratios[case.name]), 2),
-            "ms_median": round(statistics.median(secs[case.name]) * 1000, 1),
-            "limit": case.limit,
-            "within": None if case.limit is None else med <= case.limit,
-        })
-    rows.append({"case": "R = python -c pass", "ratio_median": 1.0, "ratio_min": 1.0,
-                 "ms_median": round(statistics.median(refs) * 1000, 1), "limit": None,
-                 "within": None})
+        rows.append(
+            {
+                "case": case.name,
+                "ratio_median": round(med, 2),
+                "ratio_min": round(min(ratios[case.name]), 2),
+                "ms_median": round(statistics.median(secs[case.name]) * 1000, 1),
+                "limit": case.limit,
+                "within": None if case.limit is None else med <= case.limit,
+            }
+        )
+    rows.append(
+        {
+            "case": "R = python -c pass",
+            "ratio_median": 1.0,
+            "ratio_min": 1.0,
+            "ms_median": round(statistics.median(refs) * 1000, 1),
+            "limit": None,
+            "within": None,
+        }
+    )
     return rows
 
 
@@ -81,17 +96,29 @@ def report(title: str, rows: list[dict[str, object]], rounds: int, json_path: st
     print(f"{'case':52} {'x R':>7} {'min':>7} {'ms':>8}  budget")
     for r in rows:
         budget = "" if r["limit"] is None else f"<= {r['limit']}x {'ok' if r['within'] else 'OVER'}"
-        print(f"{r['case']:52} {r['ratio_median']:>7} {r['ratio_min']:>7} {r['ms_median']:>8}  {budget}")
+        figures = f"{r['ratio_median']:>7} {r['ratio_min']:>7} {r['ms_median']:>8}"
+        print(f"{r['case']:52} {figures}  {budget}")
     if json_path:
-        Path(json_path).write_text(json.dumps({"title": title, "rounds": rounds, "rows": rows}, indent=2))
+        Path(json_path).write_text(
+            json.dumps({"title": title, "rounds": rounds, "rows": rows}, indent=2)
+        )
 
 
 def imported_modules(argv_python_code: str, env: dict[str, str] | None = None) -> set[str]:
     """The set of modules a snippet leaves in sys.modules (for the noise-free import gates)."""
-    code = argv_python_code + "\nimport sys, json\nprint('MODULES=' + json.dumps(sorted(sys.modules)))\n"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, check=False, timeout=120)
+    code = (
+        argv_python_code
+        + "\nimport sys, json\nprint('MODULES=' + json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+        timeout=120,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("MODULES="):
-            return set(json.loads(line[len("MODULES="):]))
+            return set(json.loads(line[len("MODULES=") :]))
     raise RuntimeError(f"no module list from snippet (rc={proc.returncode}): {proc.stderr[-500:]}")

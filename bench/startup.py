@@ -62,9 +62,15 @@ def main() -> int:
         Case("somactl runbook validate", [SOMACTL, "runbook", "validate"], limit=25),
         Case("somactl severity classify --p95 6", [SOMACTL, "severity", "classify", "--p95", "6"]),
         Case("import typer (floor of any Typer app)", [sys.executable, "-c", "import typer.main"]),
-        Case("kubernetes client: import + Apps/Core/AutoscalingV2 APIs",
-             [sys.executable, "-c", "from kubernetes import client, config\n"
-              "client.AppsV1Api(); client.CoreV1Api(); client.AutoscalingV2Api()"]),
+        Case(
+            "kubernetes client: import + Apps/Core/AutoscalingV2 APIs",
+            [
+                sys.executable,
+                "-c",
+                "from kubernetes import client, config\n"
+                "client.AppsV1Api(); client.CoreV1Api(); client.AutoscalingV2Api()",
+            ],
+        ),
     ]
     if shutil.which("kubectl"):
         cases.append(Case("kubectl version --client", ["kubectl", "version", "--client"]))
