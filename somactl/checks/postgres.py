@@ -299,8 +299,16 @@ def pool_check(
     idle_xact.sort(key=lambda r: -(r.get("xact_age") or 0.0))
     old_idle = [r for r in idle_xact if (r.get("state_age") or 0.0) >= IDLE_XACT_WARN]
     status = _level(ratio, warn_ratio, critical_ratio)
+    # Non-superusers (the applications) cannot use the superuser_reserved_connections slots:
+    # when those are all that is left, the pool is exhausted for them whatever the ratio says.
+    reserved = int(act.settings.get("reserved") or 0)
+    left = max(0, max_conn - reserved - used)
+    if max_conn and left <= max(2, int(0.05 * max_conn)):
+        status = Status.critical
     states = ", ".join(f"{n} {s}" for s, n in by_state.most_common())
-    summary = f"{used}/{max_conn} connections ({ratio:.0%}): {states}"
+    summary = (
+        f"{used}/{max_conn} connections ({ratio:.0%}), {left} left for non-superusers: {states}"
+    )
     if idle_xact:
         summary += (
             f"; {len(idle_xact)} idle in transaction (oldest {_dur(idle_xact[0].get('xact_age'))})"
@@ -323,8 +331,9 @@ def pool_check(
         summary,
         evidence={
             "max_connections": max_conn,
-            "superuser_reserved": act.settings.get("reserved"),
+            "superuser_reserved": reserved,
             "used": used,
+            "left_for_non_superusers": left,
             "ratio": round(ratio, 3),
             "by_state": dict(by_state.most_common()),
             "by_database": dict(by_db.most_common()),
@@ -335,7 +344,12 @@ def pool_check(
             "read_all_stats": act.settings.get("read_all_stats"),
         },
         signals={"db_connection_ratio": round(min(1.0, ratio), 4)},
-        facts={"idle_in_transaction": len(idle_xact), "hidden_sessions": len(hidden)},
+        facts={
+            "idle_in_transaction": len(idle_xact),
+            "oldest_idle_in_transaction": idle_xact[0].get("state_age") if idle_xact else None,
+            "hidden_sessions": len(hidden),
+            "pool_left": left,
+        },
         raw={"pg_stat_activity.json": act.rows, "settings.json": act.settings},
         error=error,
         error_code=error_code,
@@ -464,6 +478,7 @@ def slow_queries_check(
         },
         signals={"long_running_queries": len(long_running)},
         facts={
+            "long_running_threshold": long_running_seconds,
             "long_running": len(long_running),
             "blocked_sessions": n_blocked,
             "blockers": [c.blocker for c in chains],

@@ -160,7 +160,7 @@ def _single(
     timing: Mapping[str, Any],
 ) -> tuple[dict[str, Any], Verdict]:
     svc = rb.service(req.service)
-    verdict = decide(rb, req.service, results)
+    verdict = decide(rb, req.service, results, own=p.plan.own)
     incident = _record(p.targets.state_dir, req, verdict) if req.record else None
     data = {
         "service": req.service,

@@ -34,6 +34,8 @@ class Plan:
     not_run: list[dict[str, str]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     titles: dict[str, str] = field(default_factory=dict)  # check id -> runbook group
+    # the checks about the service itself (the rest are the shared section-3 sweep)
+    own: set[str] = field(default_factory=set)
 
     def close(self) -> None:
         for close in self.closers:
@@ -102,11 +104,11 @@ def prom_query(rb: Runbook, service: str, svc: Service, query_id: str) -> PromQu
 
 
 def memory_query(namespace: str, workload: str, kind: str) -> PromQuery:
-    pods = (
-        f"{re.escape(workload)}-[a-z0-9]+-[a-z0-9]+"
-        if kind == "deployment"
-        else f"{re.escape(workload)}-[0-9]+"
-    )
+    # Kubernetes names are DNS-1123 (a-z, 0-9, '-', '.'): only '.' needs escaping, and inside a
+    # PromQL string literal its backslash is doubled (Python's re.escape would also escape '-',
+    # which PromQL rejects as an unknown escape sequence).
+    name = workload.replace(".", "\\\\.")
+    pods = f"{name}-[a-z0-9]+-[a-z0-9]+" if kind == "deployment" else f"{name}-[0-9]+"
     sel = f'namespace="{namespace}",pod=~"{pods}"'
     promql = (
         f"max(container_memory_working_set_bytes{{{sel}}} "
@@ -398,11 +400,51 @@ def build_plan(
                 "to a clone of the deployed repository to see recent commits)",
             }
         )
+    mine = own_checks(rb, service)
     for check in plan.checks:
         base = check.id[len(prefix) :]
         if base in rb.checks:
             plan.titles[check.id] = rb.checks[base].group
+        if base in mine:
+            plan.own.add(check.id)
     return plan
+
+
+def own_checks(rb: Runbook, service: str) -> set[str]:
+    """The checks that are about `service` itself: its runbook checks, its workload, its
+    queries; a tool adapter's workload (tool-service) also owns the adapters' health."""
+    svc = rb.service(service)
+    own = set(svc.checks) | {f"prom.{q}" for q in svc.queries}
+    own |= {"k8s.pods", "k8s.logs", "k8s.rollout-history", "k8s.memory"}
+    if svc.kind == "tool-adapter" or any(
+        o.kind == "tool-adapter" and o.workload == svc.workload for o in rb.services.values()
+    ):
+        own |= {"tools.health", "tools.recent"}
+    return own
+
+
+def service_of_check(rb: Runbook, check_id: str) -> str | None:
+    """The service whose own diagnosis covers a shared check (db.* -> postgres, ...)."""
+    base = check_id.split(":", 1)[-1]
+    if base == "tools.rate-limit" and "github" in rb.services:
+        return "github"
+    for name, svc in rb.services.items():
+        if svc.kind != "tool-adapter" and base in svc.checks and base.split(".", 1)[0] != "k8s":
+            return name
+    if base.startswith("tools."):
+        return next(
+            (
+                n
+                for n, s in rb.services.items()
+                if s.kind != "tool-adapter"
+                and any(
+                    o.kind == "tool-adapter" and o.workload == s.workload
+                    for o in rb.services.values()
+                )
+            ),
+            None,
+        )
+    return None
 
 
 def _owner(rb: Runbook, svc: Service) -> str:

@@ -113,6 +113,7 @@ class Verdict:
     next_steps: list[NextStep] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     skipped_steps: list[dict[str, str]] = field(default_factory=list)
+    elsewhere: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +127,7 @@ class Verdict:
             "next_steps": [s.to_json() for s in self.next_steps],
             "steps_already_checked": self.checked,
             "steps_not_suggested": self.skipped_steps,
+            "elsewhere": self.elsewhere,
             "signals": self.signals,
             "fired_rules": (
                 [r.to_dict() for r in self.classification.fired] if self.classification else []
@@ -137,11 +139,11 @@ def _rank_level(level: str | None) -> int:
     return LEVELS.index(level) if level in LEVELS else len(LEVELS)
 
 
-def decide(rb: Runbook, service: str, results: Sequence[CheckResult]) -> Verdict:
-    status = worst([r.status for r in results])
-    code = exit_code_for(results)
+def _assess(
+    rb: Runbook, service: str, results: Sequence[CheckResult]
+) -> tuple[dict[str, Any], Classification, list[str]]:
+    """Signals, the runbook's classification and the matching scenarios of `results`."""
     signals = merge_signals(rb, results)
-    facts = merge_facts(results)
     scoped = {**signals, "service": service}
     classification = rb.classify(scoped)
     scenario_ids = list(matching_scenarios(scoped, rb))
@@ -152,51 +154,134 @@ def decide(rb: Runbook, service: str, results: Sequence[CheckResult]) -> Verdict
             _rank_level(rb.scenarios[sid].severity),
         )
     )
-    scenarios = [
-        {"id": sid, "title": rb.scenarios[sid].title, "severity": rb.scenarios[sid].severity}
-        for sid in scenario_ids
-    ]
-    severity: dict[str, Any] | None = None
+    return signals, classification, scenario_ids
+
+
+def _severity(
+    rb: Runbook, classification: Classification, scenario_ids: Sequence[str], source: str = ""
+) -> dict[str, Any] | None:
     if classification.level is not None:
-        severity = {
+        return {
             **rb.severity_summary(classification.level),
-            "source": "classification",
+            "source": f"{source}classification",
             "rule": classification.rule.to_dict() if classification.rule else None,
         }
-    elif scenarios:
-        severity = {
-            **rb.severity_summary(scenarios[0]["severity"]),
-            "source": f"scenario {scenarios[0]['id']}",
+    if scenario_ids:
+        sc = rb.scenarios[scenario_ids[0]]
+        return {
+            **rb.severity_summary(sc.severity),
+            "source": f"{source}scenario {scenario_ids[0]}",
             "rule": None,
         }
-    ranked = sorted((r for r in results if r.status is status), key=lambda r: _prefer(r, service))
-    worst_ids = [r.id for r in ranked]
-    summary = _summary(service, status, ranked, severity, scenarios)
+    return None
+
+
+def _scenario(rb: Runbook, sid: str) -> dict[str, Any]:
+    sc = rb.scenarios[sid]
+    return {"id": sid, "title": sc.title, "severity": sc.severity}
+
+
+def decide(
+    rb: Runbook,
+    service: str,
+    results: Sequence[CheckResult],
+    own: set[str] | None = None,
+) -> Verdict:
+    """The verdict on `service`. `own` names the checks about the service itself: they decide
+    the severity, scenario and next steps; the shared checks' findings are reported under
+    `elsewhere` (with the service whose diagnosis covers them). The status and exit code are
+    the worst of everything: a critical finding anywhere is a critical finding."""
+    status = worst([r.status for r in results])
+    code = exit_code_for(results)
+    mine = [r for r in results if own is None or r.id in own]
+    others = [r for r in results if own is not None and r.id not in own]
+    signals, classification, scenario_ids = _assess(rb, service, mine)
+    facts = merge_facts(mine)
+    severity = _severity(rb, classification, scenario_ids)
+    own_status = worst([r.status for r in mine])
+    lead = _lead(rb, service)
+    ranked = sorted(
+        (r for r in mine if r.status is own_status), key=lambda r: _prefer(r, service, lead)
+    )
+    scenarios = [_scenario(rb, sid) for sid in scenario_ids]
+    elsewhere = _elsewhere(rb, service, results, others, classification, scenario_ids)
+    summary = _summary(service, own_status, ranked, severity, scenarios, elsewhere)
     verdict = Verdict(
         status=status,
         exit_code=code,
         summary=summary,
-        worst_checks=worst_ids,
+        worst_checks=[r.id for r in ranked],
         signals=signals,
         facts=facts,
         classification=classification,
         severity=severity,
         scenario=scenarios[0] if scenarios else None,
         other_scenarios=scenarios[1:],
+        elsewhere=elsewhere,
     )
-    if status in (Status.warn, Status.critical) or scenarios:
-        _next_steps(rb, service, results, verdict, scenario_ids[:1])
+    if own_status in (Status.warn, Status.critical) or scenarios:
+        _next_steps(rb, service, mine, verdict, scenario_ids[:1])
     return verdict
 
 
-def _prefer(r: CheckResult, service: str) -> tuple[int, str]:
-    # the service's own Kubernetes and metrics findings first, then the shared backends
-    order = ("k8s.pods", "prom.", "k8s.", "db.", "redis.", "tools.", "git.")
+def _elsewhere(
+    rb: Runbook,
+    service: str,
+    results: Sequence[CheckResult],
+    others: Sequence[CheckResult],
+    own_cls: Classification,
+    own_scenarios: Sequence[str],
+) -> dict[str, Any] | None:
+    """Findings of the shared checks, and what they would add to the severity."""
+    from somactl.ops.plan import service_of_check
+
+    bad = [r for r in others if r.status in (Status.warn, Status.critical)]
+    if not bad:
+        return None
+    _signals, cls_all, scen_all = _assess(rb, service, results)
+    extra = [sid for sid in scen_all if sid not in own_scenarios]
+    severity = None
+    if cls_all.level is not None and _rank_level(cls_all.level) < _rank_level(own_cls.level):
+        severity = _severity(rb, cls_all, [], "")
+    elif not own_cls.level and not own_scenarios and extra:
+        severity = _severity(rb, cls_all, extra, "")
+    findings = []
+    for r in sorted(bad, key=lambda r: (-_STATUS_RANK[r.status], _prefer(r, service))):
+        owner = service_of_check(rb, r.id)
+        findings.append(
+            {
+                "check": r.id,
+                "status": str(r.status),
+                "summary": redact(r.summary),
+                "diagnose": f"somactl diagnose {owner}" if owner and owner != service else None,
+            }
+        )
+    return {
+        "status": str(worst([r.status for r in bad])),
+        "findings": findings,
+        "severity": severity,
+        "scenarios": [_scenario(rb, sid) for sid in extra],
+    }
+
+
+_STATUS_RANK = {Status.ok: 0, Status.unknown: 1, Status.warn: 2, Status.critical: 3}
+
+
+def _prefer(r: CheckResult, service: str, lead: str | None = None) -> tuple[int, str]:
+    # the service's pods first, then its own backend (db. for postgres...), then its metrics
+    order = ("k8s.pods", *((lead,) if lead else ()), "prom.", "k8s.", "db.", "redis.", "tools.")
     base = r.id.split(":", 1)[-1]
     for i, p in enumerate(order):
         if base.startswith(p):
             return (i, base)
     return (len(order), base)
+
+
+def _lead(rb: Runbook, service: str) -> str | None:
+    for c in rb.service(service).checks:
+        if not c.startswith(("k8s.", "prom.")):
+            return c.split(".", 1)[0] + "."
+    return None
 
 
 def _summary(
@@ -205,11 +290,12 @@ def _summary(
     ranked: Sequence[CheckResult],
     severity: Mapping[str, Any] | None,
     scenarios: Sequence[Mapping[str, Any]],
+    elsewhere: Mapping[str, Any] | None = None,
 ) -> str:
     if status is Status.ok:
-        head = f"{service}: all checks ok"
+        head = f"{service}: all its checks ok"
     elif status is Status.unknown:
-        head = f"{service}: nothing wrong found, but {len(ranked)} check(s) could not run"
+        head = f"{service}: nothing wrong found, but {len(ranked)} of its checks could not run"
     else:
         first = ranked[0]
         head = f"{status}: {first.id.split(':', 1)[-1]}: {first.summary}"
@@ -219,6 +305,11 @@ def _summary(
         head += f" | suggested {severity['level']} {severity['name']} ({severity['response']})"
     if scenarios:
         head += f" | runbook: {scenarios[0]['title']}"
+    if elsewhere:
+        first_other = elsewhere["findings"][0]
+        head += f" | elsewhere {elsewhere['status']}: {first_other['check'].split(':', 1)[-1]}" + (
+            f" ({len(elsewhere['findings'])} findings)" if len(elsewhere["findings"]) > 1 else ""
+        )
     return redact(head)
 
 
@@ -370,12 +461,15 @@ def _step_entries(
             if prev is not None:
                 why += f"; previous revision {prev}"
             when = None
+        suffix = ""
+        if step.action == "kill-queries":
+            params, suffix, why = _kill_queries(params, facts, sig)
         if action.last_resort:
             why = (why + "; " if why else "") + "last resort"
         return [
             NextStep(
                 step.title,
-                render_command(action.somactl, rb, target, **params),
+                render_command(action.somactl, rb, target, **params) + suffix,
                 why=why,
                 when=when,
                 source=source,
@@ -388,6 +482,41 @@ def _step_entries(
             step.title, None, why=step.instructions, when=step.when, source=source, kind="manual"
         )
     ]
+
+
+IDLE_IN_XACT_KILL_AGE = "30s"
+
+
+def _kill_queries(
+    params: dict[str, Any], facts: Mapping[str, Any], sig: Mapping[str, Any]
+) -> tuple[dict[str, Any], str, str | None]:
+    """Aim `mitigate kill-queries` at what this diagnosis found: the long-running queries at
+    the threshold it used, or (a pool exhausted by sessions idle in transaction) those."""
+    from somactl.core.durations import human_duration
+
+    params = dict(params)
+    long_running = int(facts.get("long_running") or 0)
+    idle = int(facts.get("idle_in_transaction") or 0)
+    threshold = facts.get("long_running_threshold")
+    if long_running or facts.get("blocked_sessions"):
+        if isinstance(threshold, (int, float)):
+            params["older_than"] = human_duration(threshold)
+        parts = []
+        if long_running:
+            parts.append(f"{long_running} active queries older than {params['older_than']}")
+        if facts.get("blocked_sessions"):
+            blockers = ", ".join(str(b) for b in (facts.get("blockers") or [])[:3])
+            parts.append(f"{facts['blocked_sessions']} sessions blocked behind pid {blockers}")
+        return params, "", "; ".join(parts)
+    if idle and float(sig.get("db_connection_ratio") or 0) >= 0.8:
+        # a transaction idle this long while the pool is full is holding a slot for nothing
+        params["older_than"] = IDLE_IN_XACT_KILL_AGE
+        return (
+            params,
+            " --state idle-in-transaction",
+            f"{idle} sessions idle in transaction hold connections of a full pool",
+        )
+    return params, "", None
 
 
 def _down_or(service: str, rb: Runbook, sig: Mapping[str, Any]) -> str:

@@ -184,6 +184,25 @@ def verdict_block(data: Mapping[str, Any]) -> list[Any]:
             if extra:
                 line.append(f" - {_t(extra)}", style="dim")
             out.append(line)
+    other = v.get("elsewhere")
+    if other:
+        line = Text("Elsewhere: ", style="bold")
+        line.append(
+            LABEL.get(other["status"], other["status"]), style=STYLE.get(other["status"], "")
+        )
+        osev = other.get("severity")
+        if osev:
+            line.append(f"  (would make it {osev.get('level')} {osev.get('name')}", style="dim")
+            rule = osev.get("rule")
+            line.append(f": {_t(rule.get('description'))})" if rule else ")", style="dim")
+        out.append(line)
+        for f in other.get("findings") or []:
+            item = Text("  ")
+            item.append(f"{f.get('check')} ", style=STYLE.get(str(f.get("status")), ""))
+            item.append(_t(f.get("summary"))[:140])
+            if f.get("diagnose"):
+                item.append(f"  -> {f['diagnose']}", style="cyan")
+            out.append(item)
     checked = v.get("steps_already_checked") or []
     if checked:
         out.append(Text("Already checked above: " + "; ".join(_t(c) for c in checked), style="dim"))
