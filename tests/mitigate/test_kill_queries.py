@@ -6,9 +6,9 @@ another), a superuser query, a query in another database, a walsender and an idl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -87,10 +87,8 @@ class Backend:
         self.thread.start()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already terminated by the test
             self.conn.close()
-        except Exception:  # noqa: BLE001, S110 -- already terminated by the test
-            pass
 
 
 @pytest.fixture
@@ -240,7 +238,7 @@ def test_case17_kill_cancels_then_terminates_and_spares_every_excluded_session(
         assert now[scene[name].pid]["state"] == "active", name
         assert "pg_sleep" in now[scene[name].pid]["query"]
     assert now[scene["idle_tx"].pid]["state"] == "idle in transaction"
-    result = [x for x in oncall.records("mitigate.kill-queries") if x["phase"] == "result"][0]
+    result = next(x for x in oncall.records("mitigate.kill-queries") if x["phase"] == "result")
     assert result["outcome"] == "ok"
     assert {t["pid"]: t["result"] for t in result["details"]["targets"]} == {
         holder: "terminated",
@@ -264,8 +262,8 @@ def test_idle_in_transaction_sessions_are_terminated(
         return bool(rows)
 
     wait_until(idle_long, timeout=20, message="an idle transaction")
-    r = cli("mitigate", "kill-queries", "--older-than", "1s", "--database", db,
-            "--state", "idle-in-transaction", "--grace", "0.3s", "--yes", "--verify", "0")  # fmt: skip
+    r = cli("mitigate", "kill-queries", "--older-than", "1s", "--database", db, "--state",
+            "idle-in-transaction", "--grace", "0.3s", "--yes", "--verify", "0")  # fmt: skip
     assert r.rc == 0, r.err
     assert f"pid {idle.pid} (somagent): terminated" in r.out
     assert idle.pid not in activity(pg)
