@@ -67,6 +67,8 @@ class RedisFlushAction:
         save: str | None
         try:
             got = self._call("CONFIG", "GET", "save")
+            if isinstance(got, list):  # RESP2 answers a flat [name, value] list
+                got = dict(zip(got[::2], got[1::2], strict=False))
             save = str(got.get("save", "")) if isinstance(got, dict) else None
         except PermissionDeniedError:
             save = None

@@ -38,7 +38,8 @@ def translate(exc: BaseException, target: RedisTarget, timeout: float) -> Somact
     where = target.describe()
     if isinstance(exc, redis.exceptions.NoPermissionError):
         return PermissionDeniedError(
-            f"redis ({where}): {text}",
+            # redis-py drops the server's NOPERM prefix; keep it, it is what people search for
+            f"redis ({where}): {text if text.startswith('NOPERM') else 'NOPERM ' + text}",
             "the ACL user needs the command's category (e.g. @dangerous)",
         )
     if isinstance(exc, redis.exceptions.AuthenticationError) or any(
