@@ -23,7 +23,7 @@ from somactl.clients.kube import KubeClient
 from somactl.core.deadline import Deadline
 from somactl.core.errors import PreconditionError, UnreachableError
 
-POLL = 0.25
+POLL = 0.5
 
 
 class KubeAction:

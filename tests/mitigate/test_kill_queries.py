@@ -210,6 +210,11 @@ def test_case17_plan_targets_only_client_backends_of_the_database_roots_first(
     }
     assert plan["own_pid"] not in [t["pid"] for t in targets]
     assert plan["role"] == "oncall"
+    one = cli("-o", "json", "mitigate", "kill-queries", "--older-than", "1s", "--database", db,
+              "--limit", "1", "--user", "somagent", "--dry-run")  # fmt: skip
+    assert [t["pid"] for t in json.loads(one.out)["data"]["plan"]["details"]["targets"]] == [
+        scene["holder"].pid
+    ]
     # the dry run signalled nobody
     after = activity(pg)
     for b in scene.values():

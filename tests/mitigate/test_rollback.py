@@ -296,6 +296,12 @@ def test_case6_missing_revision_is_refused_like_kubectl(
     assert "unable to find revision 42 (available: 1,2,3,4)" in r.err
     assert mutations_since(sim, seq) == []
     assert json.dumps(deployment(sim, GW), sort_keys=True) == before
+    j = cli("-o", "json", "mitigate", "rollback", GW, "--to-revision", "42", "--yes")
+    assert j.rc == 5
+    env = json.loads(j.out)  # one envelope: the plan and the refusal
+    assert (env["status"], env["exit_code"]) == ("refused", 5)
+    assert env["data"]["plan"]["blocked"] == "unable to find revision 42 (available: 1,2,3,4)"
+    assert env["errors"][0]["exit_code"] == 5
 
 
 @pytest.mark.parametrize("verb", ["rollback", "restart"])
