@@ -105,6 +105,8 @@ def _run_one(check: Check, deadline: Deadline) -> CheckResult:
             error_code=int(ExitCode.FAILED),
         )
     result.duration = time.monotonic() - t0
+    # results are filed under the check that produced them, whatever id the function chose
+    result.id = check.id
     return result
 
 

@@ -61,7 +61,15 @@ def translate(exc: BaseException, target: PgTarget, timeout: float) -> SomactlEr
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return PermissionDeniedError(f"postgres ({where}): {text}")
     if isinstance(exc, psycopg.OperationalError):
-        if "too many clients" in low or "remaining connection slots are reserved" in low:
+        if any(
+            s in low
+            for s in (
+                "too many clients",
+                "too many connections for role",
+                "too many connections for database",
+                "remaining connection slots are reserved",
+            )
+        ):
             return TooManyConnectionsError(
                 f"postgres ({where}): no connection slot left: {text}",
                 "the pool is exhausted: see `somactl db pool`; end idle sessions with "

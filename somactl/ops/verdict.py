@@ -220,7 +220,7 @@ def decide(
         elsewhere=elsewhere,
     )
     if own_status in (Status.warn, Status.critical) or scenarios:
-        _next_steps(rb, service, mine, verdict, scenario_ids[:1])
+        _next_steps(rb, service, results, verdict, scenario_ids[:1])
     return verdict
 
 
