@@ -69,6 +69,11 @@ REGISTRY: dict[str, CommandSpec] = {
         "Settings and contexts: show, contexts, use-context.",
         "Setup",
     ),
+    "completion": CommandSpec(
+        "somactl.commands.completion",
+        "Shell completion for bash, zsh and fish: show or install the script.",
+        "Setup",
+    ),
     "lab": CommandSpec(
         "somactl.commands.lab",
         "A whole SomaGent production on this machine, to break and drill on.",

@@ -79,7 +79,31 @@ def load_runbook(path: str | os.PathLike[str] | None = None) -> Runbook:
         raise ConfigError(f"{target}: cannot read: {reason}") from None
     runbook = parse_runbook(text, source=str(target))
     _cache[key] = runbook
+    _remember_for_completion(key, runbook)
     return runbook
+
+
+def _remember_for_completion(key: tuple[str, int, int], runbook: Runbook) -> None:
+    """Shell completion offers a user's own runbook's names from a cache it need not parse.
+
+    The shipped file's names are in the generated completion table already. Silent, and a no-op
+    write when the cache already has this version of the file.
+    """
+    if key[0] == str(shipped_path().resolve()):
+        return
+    from somactl.complete.cache import remember_runbook
+
+    services = runbook.services
+    remember_runbook(
+        key[0],
+        key[1],
+        key[2],
+        {
+            "services": list(services),
+            "scenarios": list(runbook.scenarios),
+            "tools": [name for name, s in services.items() if s.kind == "tool-adapter"],
+        },
+    )
 
 
 def names_for_completion(section: str, path: str | os.PathLike[str] | None = None) -> list[str]:
