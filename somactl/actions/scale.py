@@ -15,7 +15,7 @@ from somactl.actions.kube import (
 )
 from somactl.actions.workload import KubeAction
 from somactl.clients.kube import ConflictError, KubeClient
-from somactl.core.errors import PreconditionError, UsageError
+from somactl.core.errors import PreconditionError, SomactlError, UsageError
 
 MAX_REPLICAS = 1000
 MERGE_PATCH = "application/merge-patch+json"
@@ -142,12 +142,16 @@ class ScaleAction(KubeAction):
             except ConflictError:
                 continue  # a status write raced us: re-read and re-check
             cause = plan.details.get("change_cause")
-            self.write(
-                "PATCH",
-                wl.path(self.client),
-                {"metadata": {"annotations": {CHANGE_CAUSE: cause}}},
-                content_type=MERGE_PATCH,
-            )
+            note: dict[str, str] = {}
+            try:
+                self.write(
+                    "PATCH",
+                    wl.path(self.client),
+                    {"metadata": {"annotations": {CHANGE_CAUSE: cause}}},
+                    content_type=MERGE_PATCH,
+                )
+            except SomactlError as exc:  # the scale has landed: report it, and the missing note
+                note = {"change_cause_error": exc.message}
             label = " (server dry run: validated, not persisted)" if self.server_dry_run else ""
             return Outcome(
                 "applied",
@@ -157,6 +161,7 @@ class ScaleAction(KubeAction):
                     "from": expected,
                     "resourceVersion": rv(scaled) if isinstance(scaled, dict) else None,
                     "server_dry_run": self.server_dry_run,
+                    **note,
                 },
             )
         raise PreconditionError(

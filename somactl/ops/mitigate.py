@@ -394,7 +394,8 @@ def prepare_isolate(env: Env, service: str) -> Prepared:
         typed_name=typed,
         server_dry_run=env.dry_run == "server",
     )
-    return env.prepared(action, "isolate", service=service, entry=entry)
+    # the evidence snapshot (every pod's logs) comes first and may take a while
+    return env.prepared(action, "isolate", service=service, entry=entry, apply_extra=30.0)
 
 
 def prepare_unisolate(env: Env, service: str) -> Prepared:
