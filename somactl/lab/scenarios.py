@@ -95,7 +95,13 @@ def _gateway_break(info: LabInfo) -> dict[str, Any]:
     image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
     repo, _, tag = image.rpartition(":")
     tag = tag.removesuffix("-crashloop")
-    bad = f"{repo}:{tag}-crashloop"
+    # Every bad deploy is a new build, as in real life: never the template of an earlier
+    # revision (re-applying one would look like a rollback to `mitigate rollback`'s guard).
+    build = int(info.data.get("bad_builds", 0)) + 1
+    info.data["bad_builds"] = build
+    base = tag.split("-b", 1)[0]
+    bad = f"{repo}:{base}-b{build}-crashloop"
+    tag = base
     info.data.setdefault("healthy_images", {})["gateway-api"] = f"{repo}:{tag}"
     # The release also switched the rollout strategy to Recreate (a migration "needed" it), so
     # every old pod is gone before the new ones crash: a complete outage, not a partial one.
@@ -108,7 +114,7 @@ def _gateway_break(info: LabInfo) -> dict[str, Any]:
             }
         },
     )
-    _set_image(info, "gateway-api", bad, f"deploy gateway-api {tag}-crashloop (SOMA-447)")
+    _set_image(info, "gateway-api", bad, f"deploy gateway-api {base}-b{build} (SOMA-447)")
     return {"image": bad, "strategy": "Recreate"}
 
 
