@@ -128,7 +128,7 @@ class Generator:
         self.from_callback: list[str] = []
         self.static: list[str] = []
         self.problems: list[str] = []
-        self.commands = 0
+        self.nodes: dict[str, dict[str, Any]] = {}
         self.params = 0
 
     # -- the tree --------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ class Generator:
 
         root = self.typer.main.get_command(app_module.app)
         ctx = root.make_context("somactl", [], resilient_parsing=True)
-        tree = self.node(root, ctx, ())
+        self.node(root, ctx, ())
         return {
             "format": 1,
             "prog": "somactl",
@@ -146,13 +146,13 @@ class Generator:
             "globals": dict(app_module.GLOBAL_OPTIONS),
             "values": self.values,
             "help": self.help_forms(),
-            "root": tree,
+            "nodes": self.nodes,  # "" is somactl itself, "incident show" a subcommand
         }
 
-    def node(self, cmd: Any, ctx: Any, path: tuple[str, ...]) -> dict[str, Any]:
-        self.commands += 1
+    def node(self, cmd: Any, ctx: Any, path: tuple[str, ...]) -> None:
         group = isinstance(cmd, self.TyperGroup)
         node: dict[str, Any] = {}
+        self.nodes[" ".join(path)] = node
         if group:
             node["group"] = True
         if ctx.allow_interspersed_args != (not group):
@@ -168,15 +168,14 @@ class Generator:
             node["list"] = [[i.value, i.help or None] for i in listing]
             self.helps.extend(i.help for i in listing if i.help)
             names = list(dict.fromkeys([*cmd.list_commands(ctx), *cmd.commands]))
-            cmds: dict[str, Any] = {}
+            node["cmds"] = []  # every name it resolves, hidden ones too
             for name in names:
                 sub = cmd.get_command(ctx, name)
                 if sub is None:
                     continue
+                node["cmds"].append(name)
                 sub_ctx = sub.make_context(name, [], parent=ctx, resilient_parsing=True)
-                cmds[name] = self.node(sub, sub_ctx, (*path, name))
-            node["cmds"] = cmds
-        return node
+                self.node(sub, sub_ctx, (*path, name))
 
     def param(self, p: Any, ctx: Any, path: tuple[str, ...], is_help: bool) -> dict[str, Any]:
         self.params += 1
@@ -350,6 +349,17 @@ def scripts() -> dict[str, str]:
     return out
 
 
+def dump_table(table: dict[str, Any]) -> str:
+    """Compact JSON, one line per command: small to load, readable in a diff."""
+
+    def compact(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    lines = [f"{json.dumps(k)}:{compact(v)}" for k, v in table.items() if k != "nodes"]
+    nodes = ",\n".join(f"{json.dumps(p)}:{compact(n)}" for p, n in table["nodes"].items())
+    return "{" + ",\n".join(lines) + ',\n"nodes":{\n' + nodes + "\n}}\n"
+
+
 def write(out: Path, name: str, text: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{name}.tmp"
@@ -363,7 +373,9 @@ def generate(out: Path, quiet: bool = False) -> int:
         sys.path.insert(0, str(REPO))
         gen = Generator()
         table = gen.build()
-        texts = {TABLE: json.dumps(table, indent=1, ensure_ascii=False) + "\n"}
+        texts = {TABLE: dump_table(table)}
+        if json.loads(texts[TABLE]) != table:
+            raise RuntimeError("dump_table lost something")
         for shell, text in scripts().items():
             texts[SCRIPTS[shell]] = text
     for name, text in texts.items():
@@ -371,7 +383,7 @@ def generate(out: Path, quiet: bool = False) -> int:
     if not quiet:
         size = len(texts[TABLE].encode())
         print(f"wrote {out}: {', '.join(texts)}")
-        print(f"  {gen.commands} commands, {gen.params} parameters, table {size / 1024:.1f} kB")
+        print(f"  {len(gen.nodes)} commands, {gen.params} parameters, table {size / 1024:.1f} kB")
         for label, rows in (
             ("kinds from callbacks", gen.from_callback),
             ("static values from callbacks", gen.static),

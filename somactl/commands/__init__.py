@@ -71,7 +71,7 @@ REGISTRY: dict[str, CommandSpec] = {
     ),
     "completion": CommandSpec(
         "somactl.commands.completion",
-        "Shell completion for bash, zsh and fish: show or install the script.",
+        "Shell completion for bash, zsh and fish: show, install.",
         "Setup",
     ),
     "lab": CommandSpec(

@@ -12,7 +12,7 @@ from somactl.core.result import Result
 from somactl.ui.cli import options
 from somactl.ui.output import emit, exit_with, say
 
-HELP = "Shell completion for bash, zsh and fish: show or install the script."
+HELP = "Shell completion for bash, zsh and fish: show, install."
 
 EPILOG = """\b
 Examples:
@@ -21,10 +21,10 @@ Examples:
   somactl completion show bash > /etc/bash_completion.d/somactl
 
 \b
-Completion answers before the rest of somactl loads (about 1.5x `python -c pass`): commands,
-options and their values, service and scenario names, contexts (config and kubeconfig), tool
-names, severities and incident ids, all from local files. A runbooks.yaml of your own
-(--runbooks, $SOMACTL_RUNBOOKS) completes once a somactl command has loaded it."""
+Completion answers before the rest of somactl loads (a TAB costs about what starting Python
+does): commands, options and their values, service and scenario names, contexts (config and
+kubeconfig), tool names, severities and incident ids, all from local files. A runbooks.yaml
+of your own (--runbooks, $SOMACTL_RUNBOOKS) completes once a somactl command has loaded it."""
 
 app = typer.Typer(help=HELP, epilog=EPILOG, no_args_is_help=True, rich_markup_mode=None)
 
@@ -37,7 +37,7 @@ class Shell(StrEnum):
 
 @app.callback()
 def main() -> None:
-    """Shell completion for bash, zsh and fish: show or install the script."""
+    """Shell completion for bash, zsh and fish: show, install."""
 
 
 @app.command("show")

@@ -6,12 +6,18 @@ with resilient parsing (`_resolve_context`), find what the incomplete word compl
 (`_resolve_incomplete`), list candidates and format them for the shell. Each step names the
 Typer/Click function it mirrors; tests/completion checks the answers against Typer's own.
 
-Two deliberate differences, both documented in tests/completion/test_snapshot.py:
+Deliberate differences (pinned in tests/completion/test_snapshot.py):
 - global options are accepted anywhere on a somactl command line (app.hoist_global_options moves
   them in front before Click parses); completion does the same, so `somactl incident show INC-1
   -o <TAB>` offers the output formats;
+- parameters whose kind scripts/gen-completions.py infers from their name (`--context`, `lab
+  break SCENARIO`) complete names where Typer, lacking a callback, offers nothing;
 - help strings are never wrapped (Typer renders zsh/fish help through rich at the terminal's
-  width, which puts newlines into long descriptions).
+  width, which puts newlines into long descriptions);
+- no parameter callback runs (Click runs `--version`'s while parsing, which prints the version
+  into Typer's answer), and `-h` always comes before `--help` (Click's order comes from a set);
+- file parameters (typer.FileText...) get no candidates, so the shell completes file names
+  (Typer echoes the word being typed back).
 """
 
 from __future__ import annotations
@@ -148,11 +154,12 @@ def _split_opt(opt: str) -> tuple[str, str]:
 class Ctx:
     """What Click's Context holds that completion looks at."""
 
-    __slots__ = ("args", "cmdline", "node", "params", "parent", "prefixes", "protected")
+    __slots__ = ("args", "cmdline", "node", "params", "parent", "path", "prefixes", "protected")
 
-    def __init__(self, node: Node, parent: Ctx | None) -> None:
+    def __init__(self, node: Node, parent: Ctx | None, path: str = "") -> None:
         self.node = node
         self.parent = parent
+        self.path = path  # "incident show": the node's key in the table
         self.params: dict[str, Any] = {}
         self.cmdline: set[str] = set()  # parameters whose source is the command line
         self.protected: list[str] = []
@@ -359,9 +366,9 @@ def _unpack_args(args: Sequence[str], nargs_spec: Sequence[int]) -> tuple[list[A
     return rv, list(rest)
 
 
-def make_context(node: Node, args: list[str], parent: Ctx | None) -> Ctx:
+def make_context(node: Node, args: list[str], parent: Ctx | None, path: str = "") -> Ctx:
     """Command.make_context with resilient_parsing=True."""
-    ctx = Ctx(node, parent)
+    ctx = Ctx(node, parent, path)
     parser = _Parser(node)
     parser.parse(args)
     for p in node["params"]:
@@ -379,15 +386,15 @@ def make_context(node: Node, args: list[str], parent: Ctx | None) -> Ctx:
     return ctx
 
 
-def resolve_context(root: Node, args: list[str]) -> Ctx:
-    """click.shell_completion._resolve_context."""
-    ctx = make_context(root, list(args), None)
+def resolve_context(nodes: Mapping[str, Node], args: list[str]) -> Ctx:
+    """click.shell_completion._resolve_context (TyperGroup.resolve_command by name)."""
+    ctx = make_context(nodes[""], list(args), None)
     rest = ctx.protected + ctx.args
     while rest and ctx.node.get("group"):
-        sub = ctx.node.get("cmds", {}).get(rest[0])
-        if sub is None:
+        if rest[0] not in ctx.node.get("cmds", ()):
             return ctx
-        ctx = make_context(sub, rest[1:], ctx)
+        path = f"{ctx.path} {rest[0]}".lstrip()
+        ctx = make_context(nodes[path], rest[1:], ctx, path)
         rest = ctx.protected + ctx.args
     return ctx
 
@@ -487,7 +494,7 @@ def completions(
 ) -> list[Item]:
     """ShellComplete.get_completions over the table."""
     words = completion_args(args, incomplete, table.get("globals", {}))
-    ctx = resolve_context(table["root"], words)
+    ctx = resolve_context(table["nodes"], words)
     param, incomplete = resolve_incomplete(ctx, words, incomplete)
     if param is None:
         return command_items(ctx, incomplete)

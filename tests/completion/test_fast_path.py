@@ -270,5 +270,5 @@ def test_a_missing_table_hands_over_to_typer(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_table_json_is_compact_enough() -> None:
     size = Path(engine.table_path()).stat().st_size
-    assert size < 120_000, size
+    assert size < 60_000, size
     json.loads(Path(engine.table_path()).read_text())

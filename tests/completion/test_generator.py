@@ -51,8 +51,8 @@ def test_the_check_mode_agrees() -> None:
 
 
 def test_the_table_has_every_registered_command() -> None:
-    root = table()["root"]
-    assert list(root["cmds"]) == list(REGISTRY)
+    root = table()["nodes"][""]
+    assert root["cmds"] == list(REGISTRY)
     assert [name for name, _ in root["list"]] == list(REGISTRY)
     assert [h for _, h in root["list"]] == [spec.help for spec in REGISTRY.values()]
 

@@ -110,7 +110,7 @@ def generated_lines(world: World) -> list[str]:
     def walk(node: dict[str, Any], path: list[str]) -> None:
         base = " ".join(["somactl", *path]) + " "
         lines.extend([base, base + "-", base + "--", base + "--h", base + prefix()])
-        for name in node.get("cmds", {}):
+        for name in node.get("cmds", []):
             lines.append(base + name[:2])
         for p in node["params"]:
             if p.get("arg"):
@@ -125,10 +125,11 @@ def generated_lines(world: World) -> list[str]:
         if not node.get("group"):
             # second and third positional arguments, and options after an argument
             lines.extend([base + "x ", base + "x y ", base + "x -", base + "x " + prefix()])
-        for name, sub in node.get("cmds", {}).items():
-            walk(sub, [*path, name])
+        for name in node.get("cmds", []):
+            walk(nodes[" ".join([*path, name])], [*path, name])
 
-    walk(table()["root"], [])
+    nodes = table()["nodes"]
+    walk(nodes[""], [])
     custom = str(world.custom_runbooks)
     lines += [
         f"somactl --runbooks {custom} diagnose ",

@@ -84,7 +84,7 @@ def test_a_kube_context_option_completes_kubeconfig_contexts(tmp_path: Path) -> 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
     param = {"name": "kube_context", "opts": ["--kube-context"], "kind": "kube-context"}
-    table = {"format": 1, "globals": {}, "root": {"group": True, "params": [param]}}
+    table = {"format": 1, "globals": {}, "nodes": {"": {"group": True, "params": [param]}}}
     env = {
         "HOME": str(tmp_path),
         "KUBECONFIG": str(kubeconfig),

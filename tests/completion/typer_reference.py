@@ -35,13 +35,14 @@ PROTOCOL = (
 )
 
 
-def patch_inferred(cmd: Any, ctx: Any, node: dict[str, Any]) -> int:
+def patch_inferred(cmd: Any, ctx: Any, nodes: dict[str, Any], path: str = "") -> int:
     from typer.core import TyperGroup, _typer_param_setup_autocompletion_compat
     from typer.main import get_param_completion
 
     from somactl.complete.callbacks import BY_KIND
 
     patched = 0
+    node = nodes[path]
     params = cmd.get_params(ctx)
     if [p.name for p in params] != [e["name"] for e in node["params"]]:
         raise SystemExit(f"the table is stale at {ctx.command_path}")
@@ -51,10 +52,10 @@ def patch_inferred(cmd: Any, ctx: Any, node: dict[str, Any]) -> int:
             _typer_param_setup_autocompletion_compat(p, autocompletion=cb)
             patched += 1
     if isinstance(cmd, TyperGroup):
-        for name, sub_node in node.get("cmds", {}).items():
+        for name in node.get("cmds", []):
             sub = cmd.get_command(ctx, name)
             sub_ctx = sub.make_context(name, [], parent=ctx, resilient_parsing=True)
-            patched += patch_inferred(sub, sub_ctx, sub_node)
+            patched += patch_inferred(sub, sub_ctx, nodes, f"{path} {name}".lstrip())
     return patched
 
 
@@ -73,7 +74,7 @@ def main() -> int:
         if table is None:
             raise SystemExit("no completion table")
         ctx = cli.make_context("somactl", [], resilient_parsing=True)
-        patch_inferred(cli, ctx, table["root"])
+        patch_inferred(cli, ctx, table["nodes"])
     requests = json.load(sys.stdin)
     answers: list[list[Any]] = []
     for request in requests:
