@@ -155,6 +155,20 @@ def main() -> int:
                 env=tab(env, "zsh", "somactl diagnose ", SOMACTL_COMPLETE_SLOW="1"),
             ),
         ]
+        # The editable install's .pth (imported by site at every start, R included) costs more
+        # than the whole answer here; without site, what does the fast path add to a bare start?
+        bare = {"PYTHONPATH": str(REPO)}
+        cases += [
+            Case(
+                "python -S -c pass (no site, no editable .pth)",
+                [sys.executable, "-S", "-c", "pass"],
+            ),
+            Case(
+                "zsh    somactl diagnose <TAB> under python -S",
+                [sys.executable, "-S", SOMACTL],
+                env={**tab(env, "zsh", "somactl diagnose "), **bare},
+            ),
+        ]
         kubectl = shutil.which("kubectl")
         if kubectl:
             cases.append(
@@ -174,6 +188,13 @@ def main() -> int:
     print(
         f"\nslowest fast-path case: {worst:.2f}x R (budget {BUDGET}x)"
         + (f"; kubectl's own: {kube['ratio_median']}x R" if kube else "")
+    )
+    by_name = {str(r["case"]): float(str(r["ratio_median"])) for r in rows}
+    bare_ref = by_name["python -S -c pass (no site, no editable .pth)"]
+    bare_tab = by_name["zsh    somactl diagnose <TAB> under python -S"]
+    print(
+        f"without site (no editable .pth): a TAB is {bare_tab / bare_ref:.2f}x a bare "
+        f"`python -S -c pass`; the .pth alone is {1 / bare_ref:.2f}x a bare start"
     )
     return 0
 

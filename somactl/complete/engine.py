@@ -22,7 +22,7 @@ Deliberate differences (pinned in tests/completion/test_snapshot.py):
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import sys
 
@@ -49,15 +49,55 @@ def table_path() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), TABLE_NAME)
 
 
-def load_table(path: str | None = None) -> dict[str, Any] | None:
-    """The generated table, or None when it is missing or not ours."""
+def _cache_file(env: Mapping[str, str]) -> str:
+    home = os.path.expanduser(env.get("HOME", "~"))
+    base = env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    return os.path.join(base, "somactl", "completion-table.marshal")
+
+
+def load_table(
+    path: str | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
+    """The generated table, or None when it is missing or not ours.
+
+    `import json` pulls in `re`, which costs more than the rest of a TAB on an interpreter
+    whose site did not import it already: the table is read through a marshal copy in
+    ~/.cache/somactl, rebuilt from the JSON whenever that file changes.
+    """
+    path = path or table_path()
+    env = os.environ if env is None else env
     try:
-        with open(path or table_path(), "rb") as fh:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, tuple(sys.version_info[:2]))
+    cache = _cache_file(env)
+    try:
+        with open(cache, "rb") as fh:
+            # our own cache in the user's ~/.cache, trusted as much as the __pycache__ files
+            # Python itself loads with marshal
+            cached_key, table = marshal.loads(fh.read())  # noqa: S302
+        if cached_key == key and isinstance(table, dict):
+            return table
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    import json
+
+    try:
+        with open(path, "rb") as fh:
             table = json.loads(fh.read())
     except (OSError, ValueError):
         return None
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
         return None
+    try:
+        os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(marshal.dumps((key, table)))
+        os.replace(tmp, cache)
+    except (OSError, ValueError):
+        pass
     return table
 
 
@@ -333,19 +373,16 @@ class _Parser:
 
 
 def _unpack_args(args: Sequence[str], nargs_spec: Sequence[int]) -> tuple[list[Any], list[str]]:
-    """click.parser._unpack_args."""
-    from collections import deque
-
-    rest: deque[str] = deque(args)
-    spec: deque[int] = deque(nargs_spec)
+    """click.parser._unpack_args (with lists: `collections` is not imported yet here)."""
+    rest: list[Any] = list(args)
+    spec: list[Any] = list(nargs_spec)
     rv: list[Any] = []
     spos: int | None = None
 
-    def fetch(c: deque[Any]) -> Any:
-        try:
-            return c.popleft() if spos is None else c.pop()
-        except IndexError:
+    def fetch(c: list[Any]) -> Any:
+        if not c:
             return None
+        return c.pop(0) if spos is None else c.pop()
 
     while spec:
         nargs = fetch(spec)
@@ -361,7 +398,7 @@ def _unpack_args(args: Sequence[str], nargs_spec: Sequence[int]) -> tuple[list[A
             rv.append(None)
     if spos is not None:
         rv[spos] = tuple(rest)
-        rest = deque()
+        rest = []
         rv[spos + 1 :] = reversed(rv[spos + 1 :])
     return rv, list(rest)
 
@@ -598,10 +635,10 @@ def answer(table: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str | None
 
 def respond(environ: Mapping[str, str] | None = None) -> None:
     """Print the answer and end the process; return only if the table is unreadable."""
-    table = load_table()
+    env = os.environ if environ is None else environ
+    table = load_table(env=env)
     if table is None:
         return
-    env = os.environ if environ is None else environ
     code = 0
     try:
         text, code = answer(table, env)

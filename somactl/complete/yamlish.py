@@ -8,8 +8,6 @@ caller offers no candidates: completion must never guess loudly.
 
 from __future__ import annotations
 
-import json
-
 TYPE_CHECKING = False  # not typing's: completion imports nothing it does not need
 if TYPE_CHECKING:
     from typing import Any
@@ -39,6 +37,8 @@ def _scalar(text: str) -> str | None:
     if not text:
         return None
     if text[0] == '"':
+        import json  # a double-quoted YAML scalar reads like a JSON string
+
         try:
             value = json.loads(text)
         except ValueError:
@@ -146,6 +146,8 @@ def _flow_keys(text: str) -> list[str] | None:
 def _json(text: str) -> Any:
     if not text.lstrip().startswith("{"):
         return None
+    import json
+
     try:
         return json.loads(text)
     except ValueError:

@@ -264,8 +264,35 @@ def test_incident_ids_open_first_then_latest_and_at_most_fifty(tmp_path: Path) -
 
 
 def test_a_missing_table_hands_over_to_typer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "load_table", lambda path=None: None)
+    monkeypatch.setattr(engine, "load_table", lambda path=None, env=None: None)
     assert engine.respond({"_SOMACTL_COMPLETE": "complete_bash"}) is None
+
+
+def test_the_table_is_read_through_a_marshal_copy(tmp_path: Path) -> None:
+    """No `json` (hence no `re`) once ~/.cache/somactl has the table; any damage is rebuilt."""
+    world = make_world(tmp_path)
+    copy = Path(world.env["HOME"]) / ".cache" / "somactl" / "completion-table.marshal"
+    request = {**world.env, **request_env("bash", "somactl diagnose g")}
+    assert _quiet(world.env, "bash", "somactl diagnose g") == ["gateway-api", "github"]
+    assert copy.is_file()
+    modules, proc = _imported(request)
+    assert proc.stdout == "gateway-api\ngithub\n"
+    assert "json" not in modules and "somactl.complete.engine" in modules
+    for damage in (b"", b"garbage", copy.read_bytes()[:100]):
+        copy.write_bytes(damage)
+        assert _quiet(world.env, "bash", "somactl diagnose g") == ["gateway-api", "github"]
+        assert copy.read_bytes() not in (b"", b"garbage")
+    # a copy of another table (another install, an older file) is not used
+    import marshal
+
+    key, _table = marshal.loads(copy.read_bytes())  # noqa: S302 - the copy just written
+    copy.write_bytes(marshal.dumps(((key[0], key[1] - 1, *key[2:]), {"format": 1})))
+    assert _quiet(world.env, "bash", "somactl diagnose g") == ["gateway-api", "github"]
+    # and an unwritable cache dir only costs the JSON parse
+    copy.unlink()
+    copy.parent.rmdir()
+    copy.parent.write_text("not a directory")
+    assert _quiet(world.env, "bash", "somactl diagnose g") == ["gateway-api", "github"]
 
 
 def test_table_json_is_compact_enough() -> None:
