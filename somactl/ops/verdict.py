@@ -352,7 +352,14 @@ def _next_steps(
     verdict: Verdict,
     scenario_ids: Sequence[str],
 ) -> None:
-    ran = {r.id.split(":", 1)[-1] for r in results if r.status is not Status.unknown}
+    # a check that ran counts as done; one that could not run is worth re-running only when
+    # it timed out or failed (not when it is not configured or was refused: that is reported)
+    ran = {
+        r.id.split(":", 1)[-1]
+        for r in results
+        if r.status is not Status.unknown
+        or r.error_code in (int(ExitCode.CONFIG), int(ExitCode.PERMISSION))
+    }
     seen: set[str] = set()
     sources: list[tuple[str, str | None, Sequence[Step]]] = []
     for sid in scenario_ids:
