@@ -20,6 +20,7 @@ import compileall
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -75,18 +76,11 @@ def world(root: Path) -> dict[str, str]:
                 store.resolve(inc.num, root_cause="-", fix="-", actor="bench")
     mine = root / "my-runbooks.yaml"
     shutil.copy(REPO / "runbooks.yaml", mine)
-    from somactl.complete.cache import remember_runbook
     from somactl.runbook.loader import load_runbook
 
-    rb = load_runbook(mine)
-    st = mine.stat()
-    remember_runbook(
-        str(mine.resolve()),
-        st.st_mtime_ns,
-        st.st_size,
-        {"services": list(rb.services), "scenarios": list(rb.scenarios), "tools": []},
-        env,
-    )
+    # loading it feeds the completion names cache, in this world's state dir
+    os.environ["SOMACTL_STATE_DIR"] = env["SOMACTL_STATE_DIR"]
+    load_runbook(mine)
     env["MY_RUNBOOKS"] = str(mine)
     return env
 
@@ -180,6 +174,19 @@ def main() -> int:
             )
         else:
             print("kubectl not found: its reference case is skipped")
+        for case in cases:  # each case really answers something (else its figure means little)
+            if case.limit is not None and case.argv is not None:
+                proc = subprocess.run(
+                    case.argv,
+                    env={**os.environ, **case.env},
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                count = len([w for w in proc.stdout.split("\n") if w.strip()])
+                print(f"{case.name:52} {count} lines of candidates")
+                if count == 0 or proc.stderr:
+                    raise SystemExit(f"{case.name}: no answer ({proc.stderr[-300:]})")
         rows = measure(cases, args.rounds)
     report("somactl shell completion (a TAB)", rows, args.rounds, args.json)
     fast = [r for r in rows if r["limit"] is not None]
