@@ -9,6 +9,7 @@ before any network call, and returns a `Prepared` the executor in `somactl.ui.ac
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,13 @@ from somactl.core.options import GlobalOptions
 from somactl.incident.audit import AuditJournal
 from somactl.incident.manage import state_dir_of
 from somactl.incident.store import default_actor, find_open_incident
-from somactl.ops.verify import ServiceMetrics
+from somactl.ops.verify import MEASURE_TIMEOUT, MIN_WINDOW, ServiceMetrics
 from somactl.runbook.schema import Action as RunbookAction
 from somactl.runbook.schema import Runbook
 from somactl.runbook.templates import render_command
 
 DEFAULT_VERIFY = 120.0
+VERIFY_POLL = 5.0  # seconds between re-measurements while verifying
 
 
 @dataclass
@@ -60,9 +62,10 @@ class Prepared:
     def verify(self, plan: Plan, outcome: Outcome) -> Verification | None:
         """The action's own check (the rollout, the sessions, the keys), then the service's
         error rate and p95 against the runbook's thresholds, then the next step if needed."""
+        started = time.monotonic()
         v = self.action.verify(plan, outcome)
         if self.metrics is not None and self.before_metrics:
-            after = self.metrics.measure()
+            after = self._measure_after(time.monotonic(), started + self.verify_seconds)
             if v is None:
                 v = Verification(None, "")
             v.before.update({k: v2 for k, v2 in self.before_metrics.items() if k != "levels"})
@@ -81,6 +84,20 @@ class Prepared:
         if v is not None and v.recovered is not True:
             v.next_step = self.next_step
         return v
+
+    def _measure_after(self, fixed_at: float, until: float) -> dict[str, Any]:
+        """Re-measure over a window that starts when the action's own check passed, growing
+        until the service is healthy or the --verify budget is spent."""
+        if self.metrics is None:
+            return {}
+        while True:
+            window = max(MIN_WINDOW, time.monotonic() - fixed_at)
+            after = self.metrics.measure(window=window)
+            after["window_seconds"] = round(window)
+            left = until - time.monotonic()
+            if ServiceMetrics.healthy(after) is True or left < VERIFY_POLL + MEASURE_TIMEOUT:
+                return after
+            time.sleep(VERIFY_POLL)
 
 
 # --- resolution helpers --------------------------------------------------------------------------

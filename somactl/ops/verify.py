@@ -3,6 +3,7 @@ own queries and thresholds), measured before the action and again after it."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,14 @@ from somactl.runbook.schema import Query, Runbook
 
 SIGNALS = (("error-rate", "error_rate"), ("p95-latency", "p95_seconds"))
 MEASURE_TIMEOUT = 5.0
+MIN_WINDOW = 10.0  # seconds: the shortest rate window asked for after a fix
+_RANGE = re.compile(r"\[(\d+)([smhd])\]")
+
+
+def with_window(promql: str, seconds: float) -> str:
+    """The query with every range selector (`[5m]`) set to `seconds`: after a fix, a 5-minute
+    window would still average in the broken minutes before it."""
+    return _RANGE.sub(f"[{max(1, int(seconds))}s]", promql)
 
 
 @dataclass
@@ -35,8 +44,13 @@ class ServiceMetrics:
                 queries[signal] = (q, q.for_job(svc.job, namespace))
         return cls(prometheus_url, queries) if queries else None
 
-    def measure(self, seconds: float = MEASURE_TIMEOUT) -> dict[str, Any]:
-        """{signal: value or None, "levels": {signal: ok|warn|critical}, "error": ...}."""
+    def measure(
+        self, seconds: float = MEASURE_TIMEOUT, window: float | None = None
+    ) -> dict[str, Any]:
+        """{signal: value or None, "levels": {signal: ok|warn|critical}, "error": ...}.
+
+        `window` (seconds) replaces the queries' range selectors (see `with_window`).
+        """
         from somactl.clients.prometheus import PromClient, PromTarget, scalar
 
         out: dict[str, Any] = {}
@@ -44,7 +58,8 @@ class ServiceMetrics:
         try:
             prom = PromClient(PromTarget(self.prometheus_url), Deadline(seconds))
             for signal, (query, promql) in self.queries.items():
-                value = scalar(prom.query(promql))
+                text = promql if window is None else with_window(promql, window)
+                value = scalar(prom.query(text))
                 out[signal] = value
                 if value is not None:
                     levels[signal] = query.level(value)
