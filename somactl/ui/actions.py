@@ -15,7 +15,8 @@ journal intent -> apply with preconditions -> journal result -> verify -> report
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from somactl.actions.base import Outcome, Plan, Verification
 from somactl.core.deadline import Deadline
@@ -36,13 +37,37 @@ DEFAULT_CODES = {
 }
 
 
+class Ask(Protocol):
+    """How consent is asked: `require_consent`'s signature (a runbook run adds skip/stop)."""
+
+    def __call__(
+        self, opts: GlobalOptions, *, yes: bool, what: str, typed_name: str | None = None
+    ) -> str: ...
+
+
 class _Run:
-    def __init__(self, opts: GlobalOptions, prepared: Prepared, dry_run: str | None) -> None:
+    def __init__(
+        self,
+        opts: GlobalOptions,
+        prepared: Prepared,
+        dry_run: str | None,
+        *,
+        ask: Ask | None = None,
+        embedded: bool = False,
+    ) -> None:
         self.opts = opts
         self.prepared = prepared
         self.dry_run = dry_run
         self.data: dict[str, Any] = {"dry_run": dry_run}
         self.plan: Plan | None = None
+        self.ask: Ask = ask or require_consent
+        # embedded: part of a bigger command (`runbook run`), which prints the envelope and
+        # the errors itself; the run's end is kept in status/code/error/errors instead
+        self.embedded = embedded
+        self.status = ""
+        self.code = 0
+        self.error: SomactlError | None = None
+        self.errors: list[dict[str, Any]] = []
 
     # --- output ------------------------------------------------------------------------------
 
@@ -51,13 +76,19 @@ class _Run:
         return f"mitigate {self.prepared.kind.split('.', 1)[1]}"
 
     def envelope(self, status: str, code: int, errors: list[dict[str, Any]] | None = None) -> None:
+        self.status, self.code, self.errors = status, code, errors or []
+        if self.embedded:
+            return
         result = Result(self.command, self.data, ExitCode(code), status, errors or [])
         env = result.envelope()
         write_stdout(dumps_json(env) if self.opts.output.value == "json" else dumps_yaml(env))
 
     def fail(self, exc: SomactlError, status: str = "error") -> int:
         """End with `exc`: in table mode the app's handler prints it; machine output gets one
-        envelope that still carries the plan."""
+        envelope that still carries the plan. Embedded: kept for the caller to report."""
+        self.status, self.code, self.error = status, int(exc.code), exc
+        if self.embedded:
+            return int(exc.code)
         if not self.opts.machine_output:
             raise exc
         self.envelope(
@@ -77,6 +108,7 @@ class _Run:
         return int(exc.code)
 
     def finish(self, status: str, code: int = 0, lines: list[str] | None = None) -> int:
+        self.status, self.code = status, code
         if self.opts.machine_output:
             self.envelope(status, code)
         elif lines:
@@ -154,9 +186,7 @@ class _Run:
 
     def consent(self, plan: Plan, typed: str | None, yes: bool) -> str:
         try:
-            return require_consent(
-                self.opts, yes=yes, what=plan.consent or plan.summary, typed_name=typed
-            )
+            return self.ask(self.opts, yes=yes, what=plan.consent or plan.summary, typed_name=typed)
         except NotConfirmedError as exc:
             self.journal_aborted(plan, exc.message)
             raise
@@ -211,6 +241,7 @@ class _Run:
                     "exit_code": code,
                 }
             ]
+            self.status, self.code, self.errors = outcome.status, code, errors
             if self.opts.machine_output:
                 self.envelope(outcome.status, code, errors)
             else:
@@ -225,6 +256,28 @@ class _Run:
 def execute(opts: GlobalOptions, prepared: Prepared, *, yes: bool, dry_run: str | None) -> int:
     """Run one prepared mitigation end to end; return the exit code."""
     return _Run(opts, prepared, dry_run).run(yes)
+
+
+@dataclass
+class Executed:
+    """How an embedded run of the executor ended (see `execute_embedded`)."""
+
+    code: int
+    status: str  # applied / noop / partial / failed / unknown / refused / not-confirmed / error
+    data: dict[str, Any] = field(default_factory=dict)  # plan, consent, audit, outcome, ...
+    error: SomactlError | None = None  # what ended it early (refused plan, no consent, ...)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def execute_embedded(
+    opts: GlobalOptions, prepared: Prepared, *, yes: bool, ask: Ask | None = None
+) -> Executed:
+    """The same flow as `execute` (plan shown on a terminal, consent, journal, apply, verify)
+    inside a bigger command: no envelope of its own and no raised error; `ask` replaces
+    `require_consent` (it must keep its rules: terminal only, --yes, typed name)."""
+    run = _Run(opts, prepared, None, ask=ask, embedded=True)
+    code = run.run(yes)
+    return Executed(code, run.status, run.data, run.error, run.errors)
 
 
 # --- rendering (pure) ----------------------------------------------------------------------------
