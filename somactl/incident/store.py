@@ -27,7 +27,9 @@ from somactl.core.errors import SomactlError, UsageError
 from somactl.core.redact import redact, redact_obj
 
 DB_NAME: Final = "incidents.db"
-SCHEMA_VERSION: Final = 1
+# 2: the `runbook_step` event kind (a v1 store is migrated on open: its events table is rebuilt
+# with the wider CHECK, in one transaction under the set-up lock)
+SCHEMA_VERSION: Final = 2
 BUSY_TIMEOUT_MS: Final = 10_000
 
 STATUSES: Final = ("declared", "investigating", "identified", "monitoring", "resolved")
@@ -47,8 +49,21 @@ EVENT_KINDS: Final = (
     "notified",
     "resolved",
     "pir_written",
+    # `somactl runbook run`: one per step (executed / skipped / failed / not-applicable...)
+    "runbook_step",
 )
 SEVERITY_RE: Final = re.compile(r"^P[0-9]$")
+
+_EVENTS_TABLE = f"""
+CREATE TABLE IF NOT EXISTS {{name}} (
+    id        INTEGER PRIMARY KEY,
+    incident  INTEGER NOT NULL REFERENCES incidents (num),
+    at        TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ({", ".join(f"'{k}'" for k in EVENT_KINDS)})),
+    actor     TEXT NOT NULL,
+    summary   TEXT NOT NULL,
+    details   TEXT NOT NULL DEFAULT '{{{{}}}}'
+)"""
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS incidents (
@@ -79,15 +94,7 @@ CREATE INDEX IF NOT EXISTS incidents_open ON incidents (declared_at)
     WHERE status <> 'resolved';
 CREATE INDEX IF NOT EXISTS incidents_pir_due ON incidents (resolved_at)
     WHERE resolved_at IS NOT NULL AND pir_written_at IS NULL;
-CREATE TABLE IF NOT EXISTS events (
-    id        INTEGER PRIMARY KEY,
-    incident  INTEGER NOT NULL REFERENCES incidents (num),
-    at        TEXT NOT NULL,
-    kind      TEXT NOT NULL CHECK (kind IN ({", ".join(f"'{k}'" for k in EVENT_KINDS)})),
-    actor     TEXT NOT NULL,
-    summary   TEXT NOT NULL,
-    details   TEXT NOT NULL DEFAULT '{{}}'
-);
+{_EVENTS_TABLE.format(name="events")};
 CREATE INDEX IF NOT EXISTS events_by_incident ON events (incident, id);
 """
 
@@ -361,12 +368,25 @@ class IncidentStore:
                 raise StoreError(f"incident store {self.path}: cannot switch to WAL (got {mode})")
             self.db.execute("PRAGMA synchronous = FULL")
             with self._tx():
+                current = self.db.execute("PRAGMA user_version").fetchone()[0]
+                if current == 1:
+                    self._migrate_events()
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         self.db.execute(stmt)
                 self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         with suppress(OSError):
             os.chmod(self.path, 0o600)
+
+    def _migrate_events(self) -> None:
+        """v1 -> v2: rebuild `events` with the current kinds (SQLite cannot alter a CHECK)."""
+        self.db.execute(_EVENTS_TABLE.format(name="events_new"))
+        self.db.execute(
+            "INSERT INTO events_new (id, incident, at, kind, actor, summary, details) "
+            "SELECT id, incident, at, kind, actor, summary, details FROM events"
+        )
+        self.db.execute("DROP TABLE events")
+        self.db.execute("ALTER TABLE events_new RENAME TO events")
 
     @contextmanager
     def _init_lock(self) -> Iterator[None]:
