@@ -21,7 +21,7 @@ class CommandSpec(NamedTuple):
 REGISTRY: dict[str, CommandSpec] = {
     "runbook": CommandSpec(
         "somactl.commands.runbook",
-        "The runbook as data: validate, show, severities, scenarios.",
+        "The runbook as data and guided runs: validate, show, severities, list, run.",
         "Runbook",
     ),
     "severity": CommandSpec(

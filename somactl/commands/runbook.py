@@ -1,4 +1,5 @@
-"""somactl runbook: runbooks.yaml as data (validate, show, severities, scenarios)."""
+"""somactl runbook: runbooks.yaml as data (validate, show, severities, scenarios), and its
+scenarios as guided runs (list, run)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
     from somactl.runbook.schema import Runbook, Step
 
-HELP = "The runbook as data: validate, show, severities, scenarios."
+HELP = "The runbook as data and guided runs: validate, show, severities, list, run."
 
 EPILOG = """\b
 Examples:
@@ -29,6 +30,11 @@ Examples:
   somactl -o json runbook show classification | jq '.data.rules[].id'
   somactl runbook severities
   somactl runbook scenarios
+  somactl runbook list
+  somactl runbook run gateway-api-down --plan
+  somactl runbook run gateway-api-down
+  somactl runbook run memory-leak orchestrator --skip 2='no profiler on these pods'
+  somactl -o json runbook run gateway-api-down --yes | jq '.data.steps[].outcome'
 
 The runbook is the shipped runbooks.yaml unless --runbooks PATH or SOMACTL_RUNBOOKS says
 otherwise."""
@@ -58,7 +64,7 @@ app = typer.Typer(help=HELP, epilog=EPILOG, no_args_is_help=True, rich_markup_mo
 
 @app.callback()
 def main() -> None:
-    """The runbook as data: validate, show, severities, scenarios."""
+    """The runbook as data and guided runs: validate, show, severities, list, run."""
 
 
 def _load(opts: GlobalOptions, path: Path | None = None) -> tuple[Runbook, Path]:
@@ -154,6 +160,93 @@ def severities(ctx: typer.Context) -> None:
     runbook, _ = _load(opts)
     rows = [runbook.severity_summary(level) for level in runbook.severities]
     exit_with(emit(opts, Result("runbook severities", rows), _severity_table))
+
+
+@app.command("list", short_help="The scenarios you can run: id, title, steps, signals.")
+def list_(ctx: typer.Context) -> None:
+    """The scenarios `runbook run` walks: id, title, step count, the signals that suggest it.
+
+    Example: somactl runbook list; then somactl runbook run gateway-api-down --plan
+    """
+    from somactl.ops.runbook_run import list_scenarios
+    from somactl.ui.runbook_run import render_list
+
+    opts = options(ctx)
+    opts.command = "runbook list"
+    exit_with(emit(opts, list_scenarios(opts), render_list))
+
+
+@app.command(
+    "run", short_help="Walk a scenario step by step: checks, actions (asked), manual steps."
+)
+def run(
+    ctx: typer.Context,
+    scenario: Annotated[
+        str, typer.Argument(help="A scenario id (`somactl runbook list`).", show_default=False)
+    ],
+    service: Annotated[
+        str | None,
+        typer.Argument(help="The service (default: the scenario's own).", show_default=False),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Approve every action without a prompt.")
+    ] = False,
+    skip: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--skip",
+            metavar="STEP[=REASON]",
+            help="Skip a step (its number or check/action id), with an optional reason. "
+            "Repeatable.",
+        ),
+    ] = None,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Print the steps as somactl commands; run nothing.")
+    ] = False,
+    verify: Annotated[
+        str,
+        typer.Option(
+            "--verify",
+            metavar="DURATION",
+            help="After each action, follow it and re-check the service this long (0: skip).",
+        ),
+    ] = "2m",
+) -> None:
+    """Walk a scenario of the runbook in order, recording each step on the open incident.
+
+    \b
+    - check step: runs the check and shows its finding;
+    - action step: shows the plan built from live state and asks: type `yes` (or the
+      target's name for high-impact actions) to apply, `skip` (you are asked why) or `stop`;
+      --yes approves every action; --skip STEP skips one (scripts);
+    - manual step (page the security lead, capture a heap dump...): shows the instructions
+      and asks `done`, `skip` (with a reason) or `stop`; with nobody to ask it stays pending.
+
+    Every outcome (executed, skipped + reason, failed + error, not applicable + why) goes on
+    the open incident's timeline, and the post-incident review lists them. Without a
+    terminal and without --yes, checks run but the first action is refused: the run stops
+    there (exit 4), never skipping an action silently. The run ends with the service's state.
+
+    Exit codes: 0 every step executed or skipped by you; 4 not confirmed (refused, or you
+    stopped); 9 a step failed or a check could not run; 2 unknown scenario or service.
+
+    Example: somactl runbook run gateway-api-down --plan
+    """
+    from somactl.core.durations import parse_duration
+
+    opts = options(ctx)
+    opts.command = "runbook run"
+    if plan:
+        from somactl.ops.runbook_run import plan as plan_steps
+        from somactl.ui.runbook_run import render_plan
+
+        exit_with(emit(opts, plan_steps(opts, scenario, service), render_plan))
+        return
+    from somactl.ui.runbook_run import render_run, run_runbook
+
+    seconds = parse_duration(verify, option="--verify")
+    result = run_runbook(opts, scenario, service, yes=yes, skips=skip or [], verify=seconds)
+    exit_with(emit(opts, result, render_run))
 
 
 @app.command("scenarios", short_help="The common incident scenarios.")

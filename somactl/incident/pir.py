@@ -3,7 +3,10 @@
 The summary (date, duration, severity, impact) and the root cause come from the incident; the
 timeline lists every event with its time (checks with their verdict, actions with their outcome,
 pages, updates); the sections people write at the review (what went well or wrong, action
-items, lessons) get placeholders, plus follow-ups for actions whose outcome was not `ok`.
+items, lessons) get placeholders, plus follow-ups for actions whose outcome was not `ok` and for
+runbook steps that failed. When a runbook was followed (`somactl runbook run`), a "Runbook
+Followed" section after the timeline lists each step's outcome: skipped steps with the
+responder's reason, failed ones with the error, steps that did not apply with why.
 """
 
 from __future__ import annotations
@@ -20,13 +23,95 @@ from somactl.runbook.schema import Runbook
 from somactl.runbook.templates import render_pir
 
 PLACEHOLDER = "_(to be completed at the review)_"
+RUNBOOK_HEADING = "Runbook Followed"
+
+
+def runbook_runs(inc: Incident, events: Sequence[Event]) -> list[dict[str, Any]]:
+    """Each `runbook run` on the incident, in order: the scenario and every step's outcome (a
+    step recorded twice in one run, the last word wins)."""
+    runs: dict[str, dict[str, Any]] = {}
+    for e in events:
+        d = e.details.get("runbook_step") if e.kind == "runbook_step" else None
+        if not isinstance(d, dict):
+            continue
+        run = runs.setdefault(
+            str(d.get("run") or d.get("scenario")),
+            {
+                "scenario": d.get("scenario"),
+                "title": d.get("title"),
+                "service": d.get("service"),
+                "started": fmt_ts(e.at),
+                "steps": {},
+            },
+        )
+        run["steps"][int(d.get("step") or 0)] = {
+            "step": d.get("step"),
+            "title": d.get("step_title"),
+            "kind": d.get("kind"),
+            "outcome": d.get("outcome"),
+            "reason": d.get("reason"),
+            "error": d.get("error"),
+            "findings": [
+                f"{f.get('status')}: {f.get('summary')}"
+                for f in d.get("findings") or []
+                if isinstance(f, dict)
+            ],
+            "at": fmt_ts(e.at),
+        }
+    out = []
+    for run in runs.values():
+        steps = [run["steps"][k] for k in sorted(run["steps"])]
+        out.append({**run, "steps": steps})
+    if not out and inc.runbook:
+        out.append(
+            {"scenario": inc.runbook, "title": None, "service": None, "started": None, "steps": []}
+        )
+    return out
+
+
+def _step_line(step: dict[str, Any]) -> str:
+    line = f"Step {step['step']} - {step['title']}: **{step['outcome']}**"
+    why = step.get("reason") or step.get("error") or "; ".join(step.get("findings") or [])
+    if step["outcome"] == "skipped":
+        line += f" (reason: {why or 'none given'})"
+    elif why:
+        line += f" ({why})"
+    return line
+
+
+def runbook_markdown(runs: Sequence[dict[str, Any]]) -> str:
+    """The "Runbook Followed" section (empty when no runbook was followed)."""
+    if not runs:
+        return ""
+    lines = [f"## {RUNBOOK_HEADING}"]
+    for run in runs:
+        name = f"{run['title']} ({run['scenario']})" if run["title"] else str(run["scenario"])
+        head = f"**{name}**" + (f" for {run['service']}" if run["service"] else "")
+        if run["started"]:
+            head += f", started {run['started']}"
+        lines += [head, ""]
+        if not run["steps"]:
+            lines += ["_(no steps recorded)_", ""]
+            continue
+        lines.extend(f"- {_step_line(s)}" for s in run["steps"])
+        skipped = [s for s in run["steps"] if s["outcome"] == "skipped"]
+        lines += [
+            "",
+            "Skipped steps: "
+            + (", ".join(f"{s['step']} ({s['title']})" for s in skipped) if skipped else "none"),
+            "",
+        ]
+    return "\n".join(lines)
 
 
 def _event_text(e: Event) -> str:
     text = e.summary
     d = e.details
-    if e.kind == "check_run" and d.get("verdict") and str(d["verdict"]) not in text:
-        text += f" (verdict: {d['verdict']})"
+    verdict = d.get("verdict")
+    if isinstance(verdict, dict):  # diagnose records the whole verdict: its status is the word
+        verdict = verdict.get("status")
+    if e.kind == "check_run" and verdict and str(verdict) not in text:
+        text += f" (verdict: {verdict})"
     if e.kind == "action_applied" and d.get("outcome") and str(d["outcome"]) not in text:
         text += f" (outcome: {d['outcome']})"
     if e.kind == "declared":
@@ -107,6 +192,18 @@ def build(
         for e in events
         if e.kind == "action_applied" and e.details.get("outcome") in ("failed", "unknown")
     ]
+    runs = runbook_runs(inc, events)
+    followups += [
+        {
+            "task": f"Follow up: runbook {run['scenario']} step {s['step']} ({s['title']}) "
+            f"failed: {s.get('error') or s.get('reason') or 'see the timeline'}",
+            "owner": owner,
+            "due": due_text,
+        }
+        for run in runs
+        for s in run["steps"]
+        if s["outcome"] == "failed"
+    ]
     items: dict[str, list[dict[str, str]]] = {
         "timeline": timeline_items(inc, events),
         "went-well": [{"text": PLACEHOLDER}],
@@ -127,6 +224,7 @@ def build(
             f"## {rc.heading}\n" + "\n".join(line.format_map(fields) for line in rc.lines) + "\n"
         )
         markdown = markdown.replace(anchor, anchor + f"\n**Fix:** {inc.fix}\n", 1)
+    markdown = _insert_after_timeline(runbook, markdown, runbook_markdown(runs))
     return {
         "incident": inc.id,
         "fields": fields,
@@ -136,8 +234,23 @@ def build(
         "pir_due_label": runbook.pir.due.label,
         "late": bool(due and now > due),
         "participants": list(runbook.pir.participants),
+        "runbook": inc.runbook,
+        "runbooks_followed": runs,
         "markdown": markdown,
     }
+
+
+def _insert_after_timeline(runbook: Runbook, markdown: str, section: str) -> str:
+    """`section` before the heading that follows the template's timeline (else at the end)."""
+    if not section:
+        return markdown
+    ids = [s.id for s in runbook.pir.sections]
+    if "timeline" in ids and ids.index("timeline") + 1 < len(ids):
+        following = runbook.pir.sections[ids.index("timeline") + 1]
+        anchor = f"\n## {following.heading}\n"
+        if anchor in markdown:
+            return markdown.replace(anchor, f"\n{section}{anchor}", 1)
+    return markdown.rstrip("\n") + "\n\n" + section
 
 
 def pir_for(
