@@ -397,6 +397,10 @@ def up(
     elif "services" in started:
         _reload_jobs(LabInfo(lab_dir, data), jobs)
     info = LabInfo(lab_dir, data)
+    if started:
+        t = time.monotonic()
+        data["metrics_ready"] = _wait_for_rates(info, deadline)
+        timings["first-rates"] = time.monotonic() - t
     if _alive(lab_dir, "traffic") is None or "backends" in started:
         _stop_named(lab_dir, "traffic")
         _start_traffic(lab_dir, info)
@@ -435,7 +439,26 @@ def up(
         "context": CONTEXT,
         "context_is_current": data.get("context_is_current", False),
         "scenarios": data["scenarios"],
+        "metrics_ready": data.get("metrics_ready", True),
     }
+
+
+def _wait_for_rates(info: LabInfo, deadline: float) -> bool:
+    """Wait (bounded by the up deadline) until Prometheus can answer the runbook's rate
+    queries for every service: two scrapes of each, so `diagnose` right after `up` sees data."""
+    import urllib.parse
+
+    query = urllib.parse.quote("count(sum by (job) (rate(http_requests_total[5m])))")
+    url = f"{info.prometheus_url}/api/v1/query?query={query}"
+    while time.monotonic() < deadline - 1:
+        try:
+            result = _http_json(url, timeout=2)["data"]["result"]
+            if result and int(float(result[0]["value"][1])) >= len(SERVICES):
+                return True
+        except (OSError, ValueError, KeyError, IndexError):
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def _pg_max_connections(backends: Any) -> int:

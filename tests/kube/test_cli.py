@@ -56,6 +56,7 @@ def test_kube_api_process_serves_and_stops(tmp_path: Path, sig: int, code: int) 
             "kamachiq-service",
             "orchestrator",
             "redis",
+            "tool-service",
         ]
         api.close()
     finally:

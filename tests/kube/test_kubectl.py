@@ -55,7 +55,13 @@ def test_get_deployments_prints_server_side_columns(kubectl: Kubectl) -> None:
     gw = row(rows, "gateway-api")
     assert gw[1:4] == ["3/3", "3", "3"]
     assert gw[4] == "3d"
-    assert [x[0] for x in rows] == ["gateway-api", "kamachiq-service", "orchestrator", "redis"]
+    assert [x[0] for x in rows] == [
+        "gateway-api",
+        "kamachiq-service",
+        "orchestrator",
+        "redis",
+        "tool-service",
+    ]
 
     wide = kubectl("get", "deploy", "gateway-api", "-o", "wide")
     header, rows = table(wide.out)
@@ -100,7 +106,12 @@ def test_get_replicasets_and_pods(kubectl: Kubectl) -> None:
 
     none = kubectl("get", "pods", "-l", "app!=gateway-api,app notin (postgres),!nope")
     _, rows = table(none.out)
-    assert {x[0].rsplit("-", 2)[0] for x in rows} == {"kamachiq-service", "orchestrator", "redis"}
+    assert {x[0].rsplit("-", 2)[0] for x in rows} == {
+        "kamachiq-service",
+        "orchestrator",
+        "redis",
+        "tool-service",
+    }
 
 
 def test_get_events_and_hpa_after_autoscale(kubectl: Kubectl, sim: KubeSimulator) -> None:

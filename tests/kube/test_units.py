@@ -410,7 +410,7 @@ def test_debug_endpoints(sim: KubeSimulator) -> None:
     status, obj = _request(sim, "POST", "/_sim/tick?seconds=30")
     assert status == 200 and obj["now"] == pytest.approx(t0 + 30)
     status, state = _request(sim, "GET", "/_sim/state")
-    assert state["counts"]["apps/deployments"] == 4
+    assert state["counts"]["apps/deployments"] == 5
     _request(sim, "DELETE", f"{DEPLOY}/redis")
     status, _ = _request(sim, "POST", "/_sim/reset")
     assert status == 200

@@ -97,6 +97,21 @@ SERVICES: list[Service] = [
         change_cause="0.12.3: queue retry with jitter",
     ),
     Service(
+        "tool-service",
+        f"{REGISTRY}/tool-service:1.3.2",
+        2,
+        8003,
+        container="tools",
+        env=(
+            *_COMMON_ENV,
+            ("GITHUB_API_URL", "https://api.github.com"),
+            ("NOTION_API_URL", "https://api.notion.com"),
+            ("CIRCUIT_BREAKER_STORE", "redis://redis:6379/3"),
+        ),
+        probe_path="/health",
+        change_cause="1.3.2: circuit breakers per adapter (SOMA-402)",
+    ),
+    Service(
         "redis",
         "redis:7.2.5-alpine",
         1,
