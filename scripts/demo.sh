@@ -7,7 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
 S="$PWD/.venv/bin/somactl"
 show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
-has() { "$S" "$1" --help >/dev/null 2>&1; }
 
 show "$S" lab up
 eval "$("$S" lab env)"
@@ -23,15 +22,11 @@ done
 show kubectl get pods -n somagent-production
 show kubectl rollout history deployment/gateway-api -n somagent-production
 
-if has diagnose; then
-  show "$S" diagnose gateway-api || true
-else
-  show "$S" severity classify --error-rate 1.0 --service-down gateway-api || true
-fi
-if has mitigate; then
-  show "$S" mitigate rollback gateway-api --dry-run || true
-fi
-show "$S" runbook show scenarios
+show "$S" diagnose gateway-api || true          # exit 11: critical findings
+show "$S" incident declare --dry-run --severity P0 --title "Gateway API Down" \
+  --impact "All API requests failing (100% error rate)" --service gateway-api || true
+show "$S" mitigate rollback gateway-api --yes --verify 90s || true
+show "$S" status || true
 
 printf '\nThe lab keeps running: try `somactl lab break --list`, `somactl lab drill`,\n'
 printf '`somactl lab heal` and `somactl lab down`. (Shell: eval "$(%s lab env)")\n' "$S"
