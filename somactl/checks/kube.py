@@ -43,6 +43,7 @@ BAD_WAITING = frozenset(
 )
 MAX_PODS_SHOWN = 10
 MAX_EVENTS_SHOWN = 5
+ENRICH_PODS = 20  # pods in trouble read in full (last termination reason, exit code)
 
 
 def parse_time(text: Any) -> float | None:
@@ -90,6 +91,8 @@ class PodInfo:
     template_hash: str | None = None
     node: str | None = None
     terminating: bool = False
+    # read from a Table row: no container names, no last termination reason
+    partial: bool = False
 
     def row(self, now: float) -> dict[str, Any]:
         return {
@@ -157,6 +160,57 @@ def pod_info(obj: dict[str, Any]) -> PodInfo:
         template_hash=(meta.get("labels") or {}).get("pod-template-hash"),
         node=spec.get("nodeName"),
         terminating=terminating,
+    )
+
+
+_RESTARTS = re.compile(r"^\s*(\d+)(?:\s*\((.+?) ago\))?\s*$")
+RUNNING_STATUSES = frozenset({"Running", "Completed", "Succeeded", "Terminating", "Pending"})
+
+
+def parse_restarts(cell: Any) -> tuple[int, float | None]:
+    """kubectl's RESTARTS column: `3` or `5 (2m3s ago)` -> (count, seconds since the last)."""
+    from somactl.core.durations import parse_duration
+    from somactl.core.errors import UsageError
+
+    m = _RESTARTS.match(str(cell if cell is not None else "0"))
+    if m is None:
+        return 0, None
+    ago: float | None = None
+    if m.group(2):
+        try:
+            ago = parse_duration(m.group(2))
+        except UsageError:
+            ago = None
+    return int(m.group(1)), ago
+
+
+def pod_info_from_row(row: dict[str, Any], now: float) -> PodInfo:
+    """A PodInfo from a Table row (`iter_table`); a full object is read by `pod_info`."""
+    if "cells" not in row:
+        return pod_info(row)
+    cells = row["cells"]
+    meta = row.get("metadata") or {}
+    have, _, want = str(cells.get("Ready") or "0/0").partition("/")
+    ready = have.isdigit() and want.isdigit() and int(want) > 0 and int(have) == int(want)
+    status = str(cells.get("Status") or "Unknown")
+    restarts, ago = parse_restarts(cells.get("Restarts"))
+    node = cells.get("Node")
+    return PodInfo(
+        name=str(meta.get("name") or cells.get("Name") or "?"),
+        phase=status,
+        status=status,
+        ready=ready,
+        restarts=restarts,
+        container=None,
+        waiting_reason=None if status in RUNNING_STATUSES else status,
+        last_reason=None,
+        last_exit_code=None,
+        last_finished=None if ago is None else now - ago,
+        created=parse_time(meta.get("creationTimestamp")),
+        template_hash=(meta.get("labels") or {}).get("pod-template-hash"),
+        node=str(node) if node not in (None, "<none>") else None,
+        terminating=bool(meta.get("deletionTimestamp")) or status == "Terminating",
+        partial=True,
     )
 
 
@@ -245,13 +299,40 @@ class KubeSession:
         return label_selector(labels) if labels else f"app={wl.name}"
 
     def pods(self, wl: Workload) -> list[PodInfo]:
+        """Every pod of the workload, listed as `kubectl get` does (server-side Table rows:
+        a quarter of the bytes of full objects, which matters at 5,000 pods); the pods in
+        trouble are then read in full (last termination reason, exit code, container)."""
+
         def load() -> list[PodInfo]:
+            from somactl.clients.kube import NotFoundError
+
             selector = self.selector(wl)
-            return [
-                pod_info(p) for p in self.client().iter_items("v1", "pods", label_selector=selector)
+            client = self.client()
+            now = self.now()
+            pods = [
+                pod_info_from_row(row, now)
+                for row in client.iter_table("v1", "pods", label_selector=selector)
             ]
+            troubled = sorted(
+                (p for p in pods if p.partial and trouble_score(p)[0] > 0),
+                key=trouble_score,
+                reverse=True,
+            )[:ENRICH_PODS]
+            full: dict[str, PodInfo] = {}
+            for p in troubled:
+                try:
+                    full[p.name] = pod_info(client.get("v1", "pods", p.name))
+                except NotFoundError:
+                    continue  # gone since the listing
+            return [full.get(p.name, p) for p in pods]
 
         return self._memo.get(("pods", wl), load)
+
+    def full_pod(self, pod: PodInfo) -> PodInfo:
+        """`pod` read in full (its container names, last termination) if it came from a row."""
+        if not pod.partial:
+            return pod
+        return pod_info(self.client().get("v1", "pods", pod.name))
 
     def revisions(self, wl: Workload) -> list[RevisionInfo]:
         def load() -> list[RevisionInfo]:
@@ -517,6 +598,7 @@ def logs_check(
         return CheckResult(
             check_id, title, "kubernetes", Status.unknown, f"no pod of {wl.name} to read logs from"
         )
+    pod = session.full_pod(pod)
     text, previous = read_logs(session, pod, tail)
     result = analyse_log(text)
     which = f"pod/{pod.name}" + (" (previous container)" if previous else "")

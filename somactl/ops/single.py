@@ -400,6 +400,9 @@ def tools_rate_limit(opts: GlobalOptions, provider: str) -> Result:
 # -- kubernetes ------------------------------------------------------------------------------------
 
 
+MAX_LOG_PODS = 50  # --all reads the logs of at most this many pods (the most telling first)
+
+
 def _workload(rb: Runbook, service: str) -> Any:
     from somactl.checks.kube import Workload
     from somactl.ops.plan import _owner
@@ -483,7 +486,8 @@ def logs(
         if not chosen:
             raise PreconditionError(f"kubernetes: {wl.kind}/{wl.name} has no pods")
         entries = []
-        for p in chosen:
+        for listed in chosen[:MAX_LOG_PODS]:
+            p = session.full_pod(listed)
             text, prev = kube.read_logs(session, p, n, previous=True if previous else None)
             a = kube.analyse_log(text)
             entries.append(

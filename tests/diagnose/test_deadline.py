@@ -41,7 +41,7 @@ def statuses(run_json: dict) -> dict[str, str]:  # type: ignore[type-arg]
 
 def _ends_in_time(mini: Mini, *argv: str) -> dict:  # type: ignore[type-arg]
     r = mini.somactl("-o", "json", "--timeout", f"{TIMEOUT:g}s", *argv)
-    assert r.seconds <= TIMEOUT + SLACK, f"took {r.seconds:.2f}s (deadline {TIMEOUT}s)"
+    assert r.seconds <= TIMEOUT + SLACK, f"took {r.seconds:.2f}s (deadline {TIMEOUT}s): {r.err}"
     assert r.rc == 9, r.err
     return r.json()  # type: ignore[no-any-return]
 
