@@ -240,6 +240,7 @@ def rate_limit_check(
             "remaining": r.get("remaining"),
             "used": r.get("used"),
             "reset": r.get("reset"),
+            "reset_at": _reset_text(r.get("reset")),
         }
         for name, r in sorted(resources.items())
         if isinstance(r, dict)

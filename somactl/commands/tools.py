@@ -163,7 +163,13 @@ def rate_limit(
     def table(data: dict[str, Any]) -> Any:
         ev = data["checks"][0].get("evidence") or {}
         rows = [
-            (r.get("resource"), r.get("limit"), r.get("remaining"), r.get("used"), r.get("reset"))
+            (
+                r.get("resource"),
+                r.get("limit"),
+                r.get("remaining"),
+                r.get("used"),
+                r.get("reset_at") or r.get("reset"),
+            )
             for r in ev.get("resources") or []
         ]
         extra = (

@@ -333,3 +333,42 @@ def test_a_zero_or_negative_watch_interval_is_a_usage_error(mini: Mini) -> None:
     assert mini.somactl("diagnose", "gateway-api", "--watch", "0s").rc == 2
     assert mini.somactl("diagnose", "gateway-api", "--long-running", "soon").rc == 2
     assert mini.somactl("diagnose", "gateway-api", "--contexts", ",").rc == 2
+
+
+def test_library_retry_defaults_do_not_spend_the_budget(mini: Mini) -> None:
+    """Every backend on a port that refuses connections: the Kubernetes client (~9 s of
+    retries by default), redis-py (~5 s), the tools API client and prometheus-api-client are
+    all configured without retries, so the diagnosis is over long before its 10 s deadline."""
+    ports = {name: closed_port() for name in ("kube", "pg", "redis", "prom", "tools", "gh")}
+    from somactl.lab.kube import write_kubeconfig
+
+    kc = write_kubeconfig(mini.dir / "kc-refused", f"http://127.0.0.1:{ports['kube']}", NAMESPACE)
+    mini.contexts["mini"] = {
+        "kubeconfig": str(kc),
+        "namespace": NAMESPACE,
+        "postgres": {"dsn": f"host=127.0.0.1 port={ports['pg']} user=u dbname=d"},
+        "redis": {"url": f"redis://127.0.0.1:{ports['redis']}/0"},
+        "prometheus": f"http://127.0.0.1:{ports['prom']}",
+        "tools-api": f"http://127.0.0.1:{ports['tools']}",
+        "github": {"api": f"http://127.0.0.1:{ports['gh']}"},
+    }
+    mini.write_config()
+    r = mini.somactl("-o", "json", "--timeout", "10s", "diagnose", "gateway-api")
+    assert r.rc == 11  # refused Postgres and Redis ports: both down, critical
+    assert r.seconds < 4.0, f"took {r.seconds:.1f}s"
+    data = r.json()["data"]
+    st = {c["id"]: c for c in data["checks"]}
+    assert st["db.connectivity"]["signals"] == {"db_up": False}
+    assert st["redis.ping"]["signals"] == {"redis_up": False}
+    assert st["k8s.pods"]["status"] == "unknown"
+    assert st["k8s.pods"]["error"].startswith("kubernetes: no response from 127.0.0.1:")
+    assert st["tools.health"]["error"] == (
+        f"tools API: connection refused (http://127.0.0.1:{ports['tools']})"
+    )
+    assert (
+        st["prom.error-rate"]["error"]
+        == f"prometheus: connection refused (127.0.0.1:{ports['prom']})"
+    )
+    v = data["verdict"]
+    assert v["severity"] is None  # the service's own checks could not run
+    assert v["elsewhere"]["severity"]["level"] == "P0"  # database down
