@@ -8,6 +8,7 @@ with mode 0600; they are read only when a client needs them, and registered for 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 from somactl.config.model import ConfigFile, ContextConfig, SecretRef
 from somactl.config.yamlfile import YamlDocument, load_yaml, pydantic_error
-from somactl.core.errors import ConfigError
+from somactl.core.errors import ConfigError, UsageError
 from somactl.core.redact import register_secret
 
 # key -> (SOMACTL_* variable, path inside a context, description)
@@ -70,6 +71,10 @@ SECRETS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
         "Statuspage API key",
     ),
 }
+
+# a namespace is a DNS-1123 label; anything else would reach the API server inside a URL path
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_NAMESPACE_HINT = "a DNS-1123 label: at most 63 lower-case letters, digits and '-'"
 
 BUILTIN_DEFAULTS: dict[str, str] = {
     "namespace": "somagent-production",
@@ -233,6 +238,17 @@ def resolve(
             values[key] = Resolved(key, defaults[key], "default")
         else:
             values[key] = Resolved(key, None, "unset")
+    flag_ns = flags.get("namespace")
+    if flag_ns is not None and not _NAMESPACE.fullmatch(flag_ns):
+        raise UsageError(
+            f"--namespace {flag_ns!r} is not a valid Kubernetes namespace", _NAMESPACE_HINT
+        )
+    ns = values["namespace"]
+    if ns.value is not None and not _NAMESPACE.fullmatch(ns.value):
+        raise ConfigError(
+            f"namespace {ns.value!r} from {ns.source} is not a valid Kubernetes namespace",
+            _NAMESPACE_HINT,
+        )
     if values["postgres.dsn"].value is None:
         pg = _libpq_dsn(env)
         if pg is not None:
