@@ -94,9 +94,14 @@ DirOption = Annotated[
 def _dir(path: Path | None) -> Path:
     import os
 
+    from somactl.core.errors import UsageError
     from somactl.lab.stack import default_dir
 
-    return (path or default_dir(os.environ)).expanduser()
+    lab_dir = (path or default_dir(os.environ)).expanduser()
+    # a file (or a NUL byte) given as --dir would surface as an OS error deep in the lab code
+    if "\x00" in str(lab_dir) or (lab_dir.exists() and not lab_dir.is_dir()):
+        raise UsageError(f"--dir {str(lab_dir)!r} is not a directory", "give the lab's directory")
+    return lab_dir
 
 
 @app.command("up")
