@@ -24,7 +24,15 @@ from tests.lab_fixture import Lab
 
 pytestmark = pytest.mark.integration
 
-HEALTHY = ("gateway-api", "orchestrator", "kamachiq-service", "postgres", "redis")
+HEALTHY = (
+    "gateway-api",
+    "orchestrator",
+    "kamachiq-service",
+    "postgres",
+    "redis",
+    "tool-service",
+    "github",
+)
 PG_SENTINEL = "s3ntinel-PG-pass-9Q2x"
 REDIS_SENTINEL = "s3ntinel-REDIS-pass-7Zk1"
 GH_SENTINEL = "ghp_s3ntinelGitHubToken0000000000009"
