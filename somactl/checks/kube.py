@@ -699,7 +699,7 @@ def rollout_check(
     if cause:
         summary += f" ({cause})"
     if changed_at is not None:
-        summary += f", rolled out {age(since)} ago" if recent else f", since {age(since)}"
+        summary += f", rolled out {age(since)} ago"
     summary += f"; {state}: {detail}"
     return CheckResult(
         check_id,

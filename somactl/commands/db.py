@@ -115,13 +115,21 @@ def activity(
             )
             for s in data.get("sessions") or []
         ]
+        from rich.text import Text
+
+        if not rows:
+            what = "active query that old" if slow else "session other than idle ones"
+            hint = "" if include_idle else " (--all lists the idle ones too)"
+            return _checks_view(data, [Text(f"No {what}{hint}.", style="dim")])
         extra: list[Any] = [
             simple_table(
                 ["PID", "USER", "DB", "APPLICATION", "STATE", "AGE", "WAIT", "BLOCKED BY", "QUERY"],
                 rows,
-                title=f"{len(rows)} sessions",
+                title=f"{len(rows)} session{'s' if len(rows) != 1 else ''}",
             )
         ]
+        if data.get("privilege_note"):
+            extra.append(Text(str(data["privilege_note"]), style="yellow"))
         return _checks_view(data, extra)
 
     result = db_activity(opts, older_than=threshold, slow_only=slow, include_idle=include_idle)
