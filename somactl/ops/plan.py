@@ -103,6 +103,24 @@ def prom_query(rb: Runbook, service: str, svc: Service, query_id: str) -> PromQu
     )
 
 
+def up_query(rb: Runbook, service: str) -> PromQuery:
+    """`up` of a service whose runbook queries do not include availability (postgres, redis,
+    tool-service): shown and judged, but it feeds no signal (the runbook defines availability
+    over the critical services' own targets; an exporter's `up` is not its database's)."""
+    svc = rb.service(service)
+    q = rb.queries.get("availability")
+    promql = q.for_job(svc.job, rb.namespace_of(service)) if q else f'avg(up{{job="{svc.job}"}})'
+    return PromQuery(
+        check_id="prom.up",
+        title=f"up of {service}'s scrape targets",
+        promql=promql,
+        unit="ratio",
+        direction="below",
+        warn=q.warn if q else 1.0,
+        critical=q.critical if q else 0.5,
+    )
+
+
 def memory_query(namespace: str, workload: str, kind: str) -> PromQuery:
     # Kubernetes names are DNS-1123 (a-z, 0-9, '-', '.'): only '.' needs escaping, and inside a
     # PromQL string literal its backslash is doubled (Python's re.escape would also escape '-',
@@ -220,6 +238,8 @@ def build_plan(
     # -- Prometheus: the service's queries and its containers' memory ---------------------------
     queries = [prom_query(rb, service, svc, q) for q in svc.queries]
     if svc.kind != "tool-adapter":
+        if "availability" not in svc.queries:
+            queries.append(up_query(rb, service))
         queries.append(memory_query(rb.namespace_of(workload_service), wl.name, wl.kind))
     for query in queries:
         q = _prefixed(query, prefix)
@@ -415,7 +435,7 @@ def own_checks(rb: Runbook, service: str) -> set[str]:
     queries; a tool adapter's workload (tool-service) also owns the adapters' health."""
     svc = rb.service(service)
     own = set(svc.checks) | {f"prom.{q}" for q in svc.queries}
-    own |= {"k8s.pods", "k8s.logs", "k8s.rollout-history", "k8s.memory"}
+    own |= {"k8s.pods", "k8s.logs", "k8s.rollout-history", "k8s.memory", "prom.up"}
     if svc.kind == "tool-adapter" or any(
         o.kind == "tool-adapter" and o.workload == svc.workload for o in rb.services.values()
     ):

@@ -16,28 +16,12 @@ from somactl.core.deadline import Deadline
 from somactl.core.options import GlobalOptions
 from somactl.core.result import Result
 from somactl.ops.budget import command_deadline, hold_for_fast_exit
-from somactl.ops.plan import prom_query
+from somactl.ops.plan import prom_query, up_query
 from somactl.ops.targets import load_runbook_for, settings_for_context, targets_for
 from somactl.ops.verdict import envelope_status, exit_code_for
 from somactl.runbook.schema import Runbook
 
 COLUMNS = {"availability": "up", "error-rate": "error_rate", "p95-latency": "p95"}
-
-
-def _up_query(rb: Runbook, service: str) -> PromQuery:
-    """`avg(up{job=...})` for any service (its own queries may not include availability)."""
-    svc = rb.service(service)
-    q = rb.queries.get("availability")
-    promql = q.for_job(svc.job, rb.namespace_of(service)) if q else f'avg(up{{job="{svc.job}"}})'
-    return PromQuery(
-        check_id=f"status.{service}.up",
-        title=f"up of {service}",
-        promql=promql,
-        unit="ratio",
-        direction="below",
-        warn=q.warn if q else 1.0,
-        critical=q.critical if q else 0.5,
-    )
 
 
 def _workloads_check(t: Any, deadline: Deadline) -> Callable[[Deadline], CheckResult]:
@@ -86,7 +70,7 @@ def status(
         if svc.kind == "tool-adapter" or not t.prometheus:
             continue
         url = t.prometheus
-        queries = [_up_query(rb, name)]
+        queries = [_renamed(up_query(rb, name), f"status.{name}.up")]
         queries += [
             _renamed(prom_query(rb, name, svc, qid), f"status.{name}.{COLUMNS[qid]}")
             for qid in svc.queries

@@ -372,3 +372,42 @@ def test_library_retry_defaults_do_not_spend_the_budget(mini: Mini) -> None:
     v = data["verdict"]
     assert v["severity"] is None  # the service's own checks could not run
     assert v["elsewhere"]["severity"]["level"] == "P0"  # database down
+
+
+def test_recent_commits_of_the_configured_repository(mini: Mini, tmp_path: Path) -> None:
+    import shutil
+
+    git = shutil.which("git")
+    if git is None:
+        from tests.helpers import missing
+
+        missing("git is not installed (apt-get install -y git)")
+    repo = tmp_path / "repo"
+    genv = {
+        **mini.env,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
+    subprocess.run([git, "init", "-q", str(repo)], check=True, env=genv)
+    (repo / "f").write_text("x")
+    subprocess.run([git, "-C", str(repo), "add", "f"], check=True, env=genv)
+    subprocess.run(
+        [git, "-C", str(repo), "commit", "-q", "-m", "raise the pool size (SOMA-9)"],
+        check=True,
+        env=genv,
+    )
+    r = mini.somactl("-o", "json", "diagnose", "gateway-api", env={"SOMACTL_GIT_REPO": str(repo)})
+    assert r.rc == 9
+    commits = checks_by_id(r.json()["data"])["git.recent-commits"]
+    assert commits["status"] == "ok"
+    assert commits["summary"].startswith("1 commit since 1 hour ago: ")
+    assert commits["summary"].endswith(" raise the pool size (SOMA-9)")
+    assert r.json()["data"]["not_run"] == []
+    bad = mini.somactl(
+        "-o", "json", "diagnose", "gateway-api", env={"SOMACTL_GIT_REPO": str(tmp_path)}
+    )
+    nogit = checks_by_id(bad.json()["data"])["git.recent-commits"]
+    assert nogit["status"] == "unknown"
+    assert nogit["error"].startswith(f"git: cannot read the log of {tmp_path}")
