@@ -368,3 +368,23 @@ def test_rate_limited_github_suggests_its_circuit_breaker() -> None:
     assert any(
         c.startswith("somactl mitigate circuit-breaker") and c.endswith(" github") for c in commands
     )
+
+
+def test_the_runner_files_results_under_their_check_with_code_and_hint() -> None:
+    from somactl.checks.base import Check, run_checks
+    from somactl.core.deadline import Deadline
+    from somactl.core.errors import PermissionDeniedError
+
+    def denied(d: Any) -> CheckResult:
+        raise PermissionDeniedError("postgres (u@h:1/d): authentication failed", "fix the secret")
+
+    def misnamed(d: Any) -> CheckResult:
+        return CheckResult("db.connectivity", "t", "postgres", Status.ok, "fine")
+
+    a, b = run_checks(
+        [Check("x:db.connectivity", "t", "postgres", misnamed), Check("d", "t", "pg", denied)],
+        Deadline(5),
+    )
+    assert (a.id, a.status) == ("x:db.connectivity", Status.ok)
+    assert (b.status, b.error_code, b.hint) == (Status.unknown, 7, "fix the secret")
+    assert b.to_json()["error_code"] == 7
