@@ -10,7 +10,6 @@ deadline starts now.
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 from somactl.core.deadline import Deadline
@@ -42,26 +41,3 @@ def command_deadline(seconds: float) -> Deadline:
     if since is not None and since <= MAX_STARTUP:
         return Deadline(seconds, start=now - since)
     return Deadline(seconds, start=now)
-
-
-_hold = threading.Event()
-_lock = threading.Lock()
-_held: list[threading.Thread] = []
-
-
-def hold_for_fast_exit() -> None:
-    """Keep one idle daemon thread alive until the process ends.
-
-    somactl.__main__ ends the process with os._exit (after flushing) when threads are still
-    running, which is what a diagnosis leaves behind when a backend did not answer. When every
-    check did answer, a normal interpreter shutdown of a process that loaded kubernetes,
-    psycopg, redis and httpx costs 200-400 ms: more than the whole budget of a diagnosis's
-    overhead (5 x `python -c pass`), and past the deadline. Holding this thread makes every
-    diagnosis take the same fast exit.
-    """
-    with _lock:
-        if _held:
-            return
-        thread = threading.Thread(target=_hold.wait, name="somactl-fast-exit", daemon=True)
-        thread.start()
-        _held.append(thread)

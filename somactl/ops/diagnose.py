@@ -21,7 +21,7 @@ from somactl.core.exitcodes import ExitCode
 from somactl.core.options import GlobalOptions
 from somactl.core.redact import redact
 from somactl.core.result import Result
-from somactl.ops.budget import command_deadline, hold_for_fast_exit
+from somactl.ops.budget import command_deadline
 from somactl.ops.plan import Plan, build_plan
 from somactl.ops.targets import Targets, load_runbook_for, settings_for_context, targets_for
 from somactl.ops.verdict import Verdict, decide, envelope_status, exit_code_for
@@ -92,7 +92,6 @@ def diagnose(
         )
         prepared.append(Prepared(settings.context, targets, plan))
     checks = [c for p in prepared for c in p.plan.checks]
-    hold_for_fast_exit()
     if on_start is not None:
         on_start(len(checks), deadline.remaining())
     if warmup is not None:

@@ -26,7 +26,7 @@ from somactl.core.errors import (
 from somactl.core.exitcodes import ExitCode
 from somactl.core.options import GlobalOptions
 from somactl.core.result import Result
-from somactl.ops.budget import command_deadline, hold_for_fast_exit
+from somactl.ops.budget import command_deadline
 from somactl.ops.targets import Targets, load_runbook_for, settings_for_context, targets_for
 from somactl.ops.verdict import exit_code_for
 from somactl.runbook.schema import Runbook
@@ -83,7 +83,6 @@ class Context:
 
     def run(self, checks: Sequence[Check], *, tolerate: Sequence[str] = ()) -> list[CheckResult]:
         """Run `checks`; the first that could not run (unless in `tolerate`) is the error."""
-        hold_for_fast_exit()
         results = run_checks(checks, self.deadline)
         for r in results:
             if r.status is Status.unknown and r.error is not None and r.id not in tolerate:

@@ -15,7 +15,7 @@ from somactl.checks.prom import PromQuery
 from somactl.core.deadline import Deadline
 from somactl.core.options import GlobalOptions
 from somactl.core.result import Result
-from somactl.ops.budget import command_deadline, hold_for_fast_exit
+from somactl.ops.budget import command_deadline
 from somactl.ops.plan import prom_query, up_query
 from somactl.ops.targets import load_runbook_for, settings_for_context, targets_for
 from somactl.ops.verdict import envelope_status, exit_code_for
@@ -98,7 +98,6 @@ def status(
                 lambda d: tools.health_check(turl, adapters, d, check_id="status.adapters"),
             )
         )
-    hold_for_fast_exit()
     results = run_checks(checks, deadline, on_result)
     by_id = {r.id: r for r in results}
     rows = _rows(
