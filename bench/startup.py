@@ -30,6 +30,9 @@ GATES: dict[str, tuple[list[str], set[str]]] = {
     "somactl incident status": (["incident", "status"], BACKENDS),
     "somactl lab --help": (["lab", "--help"], BACKENDS),
     "somactl audit --help": (["audit", "--help"], BACKENDS),
+    "somactl diagnose --help": (["diagnose", "--help"], BACKENDS),
+    "somactl mitigate --help": (["mitigate", "--help"], BACKENDS),
+    "somactl status --help": (["status", "--help"], BACKENDS),
 }
 
 
