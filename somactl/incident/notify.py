@@ -10,6 +10,7 @@ httpx is imported only when a request is actually sent (through somactl.clients.
 
 from __future__ import annotations
 
+import abc
 import re
 import threading
 from collections.abc import Sequence
@@ -155,14 +156,14 @@ def _chunks(text: str, size: int) -> list[str]:
     return out or [""]
 
 
-class Sink:
+class Sink(abc.ABC):
     name: str = "sink"
 
-    def prepare(self, notice: Notice) -> list[Prepared]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def prepare(self, notice: Notice) -> list[Prepared]: ...
 
-    def interpret(self, prep: Prepared, resp: HttpResponse) -> SinkResult:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def interpret(self, prep: Prepared, resp: HttpResponse) -> SinkResult: ...
 
     def send(self, prep: Prepared, deadline: Deadline) -> SinkResult:
         """Send one prepared request; never raises (the outcome is the result)."""
