@@ -36,7 +36,7 @@ REGISTRY: dict[str, CommandSpec] = {
     ),
     "status": CommandSpec(
         "somactl.commands.status",
-        "The detection dashboard: every service's up, error rate, p95 and pods ready.",
+        "The detection dashboard: every service's pods, up, error rate, p95 and saturation.",
         "Diagnose",
     ),
     "logs": CommandSpec(

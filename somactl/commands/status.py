@@ -11,7 +11,7 @@ from somactl.core.result import Result
 from somactl.ui.cli import options
 from somactl.ui.output import emit, exit_with
 
-HELP = "The detection dashboard: every service's up, error rate, p95 and pods ready."
+HELP = "The detection dashboard: every service's pods, up, error rate, p95 and saturation."
 
 EPILOG = """\b
 Examples:
@@ -50,7 +50,7 @@ def render(data: dict[str, Any]) -> Any:
         header_style="bold",
         pad_edge=False,
     )
-    for col in ("SERVICE", "KIND", "PODS", "UP", "ERROR RATE", "P95", "STATUS"):
+    for col in ("SERVICE", "KIND", "PODS", "UP", "ERROR RATE", "P95", "SATURATION", "STATUS"):
         tbl.add_column(col, no_wrap=True)
     for row in data.get("services") or []:
         if row["kind"] == "tool-adapter":
@@ -65,7 +65,7 @@ def render(data: dict[str, Any]) -> Any:
             )
             if row.get("breaker") == "open":
                 pods.append(" (breaker open)", style="yellow")
-            cells: list[Any] = [pods, Text("-"), Text("-"), Text("-")]
+            cells: list[Any] = [pods, Text("-"), Text("-"), Text("-"), Text("-")]
         else:
             cells = [
                 Text(str(row.get("pods") or "-"), style=STYLE.get(str(row.get("pods_status")), "")),
@@ -76,6 +76,10 @@ def render(data: dict[str, Any]) -> Any:
                 ),
                 Text(
                     _fmt(row.get("p95"), "seconds"), style=STYLE.get(str(row.get("p95_status")), "")
+                ),
+                Text(
+                    _fmt(row.get("saturation"), "ratio"),
+                    style=STYLE.get(str(row.get("saturation_status")), ""),
                 ),
             ]
         tbl.add_row(

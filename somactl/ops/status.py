@@ -21,7 +21,14 @@ from somactl.ops.targets import load_runbook_for, settings_for_context, targets_
 from somactl.ops.verdict import envelope_status, exit_code_for
 from somactl.runbook.schema import Runbook
 
-COLUMNS = {"availability": "up", "error-rate": "error_rate", "p95-latency": "p95"}
+COLUMNS = {
+    "availability": "up",
+    "error-rate": "error_rate",
+    "p95-latency": "p95",
+    # how full a backend is: connections / max_connections, used / max memory
+    "db-connections": "saturation",
+    "redis-memory": "saturation",
+}
 
 
 def _workloads_check(t: Any, deadline: Deadline) -> Callable[[Deadline], CheckResult]:
