@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from somactl import __version__
 from somactl.commands import REGISTRY
 from somactl.core.durations import parse_duration
-from somactl.core.errors import SomactlError
+from somactl.core.errors import SomactlError, UsageError
 from somactl.core.exitcodes import ExitCode, exit_codes_epilog
 from somactl.core.options import GlobalOptions, OutputFormat
 from somactl.core.redact import redact
@@ -145,7 +145,12 @@ def _version(value: bool) -> None:
 
 
 def _timeout(value: str | None) -> float | None:
-    return None if value is None else parse_duration(value, option="--timeout")
+    if value is None:
+        return None
+    seconds = parse_duration(value, option="--timeout")
+    if seconds <= 0:
+        raise UsageError("--timeout: the deadline must be more than 0s", "e.g. --timeout 10s")
+    return seconds
 
 
 @app.callback()

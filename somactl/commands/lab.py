@@ -375,6 +375,7 @@ def drill(
     Example: somactl lab drill
     """
     import random
+    import signal
     import time
 
     from somactl.core.durations import human_duration, parse_duration
@@ -384,11 +385,17 @@ def drill(
     limit = parse_duration(give_up, option="--give-up")
     info = stack.require_running(_dir(dir))
     name = random.Random(seed).choice(sorted(scenarios.SCENARIOS))  # noqa: S311 - a game
+
+    def _on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends the drill like Ctrl-C: say what was broken
+
+    signal.signal(signal.SIGTERM, _on_term)
     scenarios.break_scenario(info, name)
     say("Drill started: something in production just broke. You are on call.")
     say("Start with `somactl status` / `somactl diagnose SERVICE`. The clock is running.")
     began = time.monotonic()
-    fixed, why = False, ""
+    fixed, why, interrupted = False, "", False
+
     try:
         while time.monotonic() - began < limit:
             time.sleep(5)
@@ -396,7 +403,8 @@ def drill(
             if fixed:
                 break
     except KeyboardInterrupt:
-        pass
+        interrupted = True
+        why = why or "the drill was stopped"
     elapsed = time.monotonic() - began
     scenario = scenarios.SCENARIOS[name]
     data = {
@@ -410,7 +418,7 @@ def drill(
     if fixed:
         info.data["scenarios"] = [s for s in info.data.get("scenarios", []) if s != name]
         info.save()
-    code = ExitCode.OK if fixed else ExitCode.FAILED
+    code = ExitCode.OK if fixed else ExitCode.INTERRUPTED if interrupted else ExitCode.FAILED
     exit_with(
         emit(
             opts,

@@ -97,6 +97,8 @@ def test_usage_error_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_timeout_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--timeout", "soon", "config", "show"]) == 2
     assert "--timeout: cannot read 'soon' as a duration" in capsys.readouterr().err
+    assert run(["--timeout", "0", "config", "show"]) == 2
+    assert "--timeout: the deadline must be more than 0s" in capsys.readouterr().err
 
 
 def test_help_epilog_lists_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:

@@ -255,3 +255,34 @@ def test_drill_hides_the_scenario_and_times_the_fix(lab: Lab) -> None:
     assert env["data"]["seconds"] >= 0
     assert "github" not in err  # the page does not say what broke
     assert "Drill started" in err
+
+
+def test_drill_stopped_by_sigterm_says_what_it_left_broken(lab: Lab) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    lab.heal()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "somactl", "lab", "drill", "--seed", "1"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=lab.env,
+    )
+    try:
+        wait_until(
+            lambda: "github-rate-limited" in lab.info.data.get("scenarios", []),
+            timeout=20,
+            message="drill broke something",
+        )
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        lab.heal()
+    assert proc.returncode == 130, err
+    assert "NOT FIXED after" in out
+    assert "it was github-rate-limited" in out
+    assert "somactl lab heal github-rate-limited" in out
