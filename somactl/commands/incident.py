@@ -124,8 +124,21 @@ def _render_op(opts: GlobalOptions, d: dict[str, Any]) -> str:
                 f"{s['sink']:<11} {s['action']:<12} {_MARK.get(s['status'], s['status'])}"
                 f"  {s['message']}"
             )
-    if not d.get("sinks") and d.get("message"):
+    if not d.get("sinks") and d.get("message") and not d.get("dry_run"):
         lines.append("(no sinks configured: recorded locally only)")
+        if (d.get("paging") or {}).get("page"):
+            lines.append(
+                "PAGE NOT SENT: this severity pages the on-call and the incident commander, "
+                "and no PagerDuty routing key is configured: page them by hand"
+            )
+    incident = d.get("incident")
+    ref = incident.get("id") if isinstance(incident, dict) else incident
+    if ref and d.get("dry_run"):
+        lines.insert(0, f"{ref} (dry run: nothing recorded, nothing sent)")
+    elif ref:
+        lines.insert(
+            0, f"{ref} ({incident.get('status', '')})" if isinstance(incident, dict) else str(ref)
+        )
     return "\n".join(lines)
 
 
