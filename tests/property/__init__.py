@@ -1,0 +1,1 @@
+"""Property-based tests (hypothesis) over every command's arguments: reliability case 36."""
