@@ -83,6 +83,26 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
 _TYPER_COMPLETION_PARAMS = ("install_completion", "show_completion")
 
 
+# The command path being run ("db pool"), for error envelopes raised before a Result exists.
+_current_command: list[str] = []
+
+
+def _track_invocations(command: _click.Command, path: str) -> None:
+    """Record the full path of whichever leaf command runs (error envelopes name it)."""
+    subcommands = getattr(command, "commands", None)
+    if isinstance(subcommands, dict) and subcommands:
+        for name, sub in subcommands.items():
+            _track_invocations(sub, f"{path} {name}")
+        return
+    original = command.invoke
+
+    def invoke(ctx: _click.Context) -> object:
+        _current_command[:] = [path]
+        return original(ctx)
+
+    command.invoke = invoke  # type: ignore[method-assign]
+
+
 class LazyGroup(TyperGroup):
     """A TyperGroup whose subcommands are imported on first use, listed from REGISTRY."""
 
@@ -101,6 +121,7 @@ class LazyGroup(TyperGroup):
         # Typer adds --install-completion/--show-completion to every app; somactl has its own
         # `completion` command, so the sub-apps must not offer them.
         command.params = [p for p in command.params if p.name not in _TYPER_COMPLETION_PARAMS]
+        _track_invocations(command, cmd_name)
         self.commands[cmd_name] = command
         return command
 
@@ -219,7 +240,7 @@ def _report(argv: Sequence[str], code: ExitCode, message: str, hint: str) -> Non
     message, hint = redact(message), redact(hint)
     fmt = _wants_json(argv)
     if fmt is not OutputFormat.table:
-        command = next((a for a in argv if a in REGISTRY), "somactl")
+        command = (_current_command or [next((a for a in argv if a in REGISTRY), "somactl")])[0]
         env = error_envelope(command, code, message, hint)
         write_stdout(dumps_json(env) if fmt is OutputFormat.json else dumps_yaml(env))
     sys.stderr.write(f"error: {message}\n")
@@ -236,6 +257,7 @@ def _usage_hint(exc: _click.exceptions.UsageError) -> str:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run somactl with `argv` and return the process exit status (never raises)."""
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+    _current_command.clear()
     debug = "--debug" in args or os.environ.get("SOMACTL_DEBUG") == "1"
     command = typer.main.get_command(app)
     try:

@@ -162,7 +162,7 @@ def db_pool(opts: GlobalOptions) -> Result:
     finally:
         session.close()
     return result_for(
-        "db",
+        "db pool",
         {"target": where, "checks": [_json(r) for r in results]},
         results,
         errors=_soft_errors(results),
@@ -218,7 +218,7 @@ def db_activity(
     rows.sort(key=lambda r: -(r.get("query_age") or r.get("xact_age") or 0.0))
     sessions = [postgres.session_row(r) for r in rows]
     return result_for(
-        "db",
+        "db activity",
         {
             "target": pg.describe(),
             "threshold_seconds": threshold,
@@ -276,7 +276,9 @@ def redis_info(opts: GlobalOptions) -> Result:
         )
     finally:
         session.close()
-    return result_for("redis", {"target": where, "checks": [_json(r) for r in results]}, results)
+    return result_for(
+        "redis info", {"target": where, "checks": [_json(r) for r in results]}, results
+    )
 
 
 # -- tools ---------------------------------------------------------------------------------------
@@ -305,7 +307,9 @@ def tools_health(opts: GlobalOptions, tool: str | None) -> Result:
             )
         ]
     )
-    return result_for("tools", {"tools_api": url, "checks": [_json(r) for r in results]}, results)
+    return result_for(
+        "tools health", {"tools_api": url, "checks": [_json(r) for r in results]}, results
+    )
 
 
 def tools_recent(opts: GlobalOptions, limit: int, tool: str | None) -> Result:
@@ -332,7 +336,7 @@ def tools_recent(opts: GlobalOptions, limit: int, tool: str | None) -> Result:
     )
     r = results[0]
     return result_for(
-        "tools",
+        "tools recent",
         {
             "tools_api": url,
             "invocations": r.raw.get("recent.json", []),
@@ -365,7 +369,7 @@ def tools_rate_limit(opts: GlobalOptions, provider: str) -> Result:
             ]
         )
         r = results[0]
-        res = result_for("tools", {"provider": "github", "checks": [_json(r)]}, results)
+        res = result_for("tools rate-limit", {"provider": "github", "checks": [_json(r)]}, results)
         if r.facts.get("github_remaining") == 0:
             # exhausted: the caller cannot proceed until the reset (ARCHITECTURE: unreachable)
             res.exit_code = ExitCode.UNREACHABLE
@@ -392,7 +396,7 @@ def tools_rate_limit(opts: GlobalOptions, provider: str) -> Result:
         ]
     )
     return result_for(
-        "tools", {"provider": provider, "checks": [_json(r) for r in results]}, results
+        "tools rate-limit", {"provider": provider, "checks": [_json(r) for r in results]}, results
     )
 
 
@@ -434,7 +438,7 @@ def rollout_history(opts: GlobalOptions, service: str) -> Result:
     )
     r = results[0]
     return result_for(
-        "rollout",
+        "rollout history",
         {
             "service": service,
             "workload": f"{wl.kind}/{wl.name}",

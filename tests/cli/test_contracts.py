@@ -168,3 +168,15 @@ def test_python_dash_m_and_console_script_agree() -> None:
     )
     assert a.returncode == 0
     assert a.stdout.startswith("somactl ")
+
+
+def test_envelope_names_the_whole_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    # nothing is configured: the command fails to reach its backend, but says who it is
+    for argv, name in (
+        (["db", "pool"], "db pool"),
+        (["redis", "info"], "redis info"),
+        (["tools", "recent"], "tools recent"),
+    ):
+        run(["-o", "json", "--timeout", "1s", *argv])
+        env = json.loads(capsys.readouterr().out)
+        assert env["command"] == name, argv
