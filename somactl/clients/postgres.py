@@ -18,6 +18,7 @@ from somactl.core.errors import (
     SomactlError,
     UnreachableError,
 )
+from somactl.core.netfail import network_problem
 from somactl.core.redact import redact
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def translate(exc: BaseException, target: PgTarget, timeout: float) -> SomactlEr
         if "database" in low and "does not exist" in low:
             return ConfigError(f"postgres ({where}): {text}")
         return UnreachableError(
-            f"postgres: no response within {timeout:.0f}s ({where}): {text}",
+            f"postgres: {network_problem(exc, f'{timeout:.0f}s')} ({where}): {text}",
             "is the database up and reachable? check postgres.dsn in `somactl config show`",
         )
     if isinstance(exc, psycopg.errors.QueryCanceled):

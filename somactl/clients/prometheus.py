@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from somactl.core.deadline import Deadline
 from somactl.core.errors import ActionFailedError, SomactlError, UnreachableError
+from somactl.core.netfail import CLOSED, network_problem
 from somactl.core.redact import redact
 
 
@@ -47,6 +48,11 @@ class PromClient:
         if isinstance(exc, requests.ConnectionError) and "refused" in low:
             return UnreachableError(
                 f"prometheus: connection refused ({self.target.describe()})",
+                "is Prometheus up? check prometheus.url in `somactl config show`",
+            )
+        if isinstance(exc, requests.ConnectionError) and network_problem(exc, "") == CLOSED:
+            return UnreachableError(
+                f"prometheus: {CLOSED} ({self.target.describe()})",
                 "is Prometheus up? check prometheus.url in `somactl config show`",
             )
         if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
