@@ -196,6 +196,10 @@ def db_activity(
             ],
             tolerate=("db.slow-queries",),
         )
+        if results[0].error_code == int(ExitCode.UNREACHABLE):
+            # the database did not answer within the deadline: asking again for the sessions
+            # would wait for the same connect, past the deadline
+            raise error_of(results[0])
         act = session.activity()
     finally:
         session.close()
