@@ -16,6 +16,7 @@ from somactl.core.errors import UnreachableError
 from somactl.core.redact import register_secret
 
 SERVICE = "GitHub"
+SECONDARY_WAIT = 60.0  # seconds: GitHub's minimum wait after a secondary limit without retry-after
 
 
 def rate_limit(base_url: str, token: str | None, deadline: Deadline) -> dict[str, Any]:
@@ -42,9 +43,20 @@ def rate_limit(base_url: str, token: str | None, deadline: Deadline) -> dict[str
             "wait for the reset (never retry in a loop: it can get the integration banned); "
             "`somactl mitigate circuit-breaker enable github` stops the adapter meanwhile",
         )
+    message = str(body.get("message") or "") if isinstance(body, dict) else ""
+    if resp.status == 429 or (resp.status == 403 and "secondary rate limit" in message.lower()):
+        # A secondary limit: GitHub's rule is to obey retry-after, else wait at least a minute;
+        # never wait here (this is a read for a person) and never loop.
+        wait = resp.retry_after if resp.retry_after is not None else SECONDARY_WAIT
+        why = "its retry-after" if resp.retry_after is not None else "no retry-after: GitHub's rule"
+        raise UnreachableError(
+            f"{SERVICE}: secondary rate limit (HTTP {resp.status}); "
+            f"wait at least {wait:g}s before the next GitHub call ({why})",
+            "do not retry sooner: it prolongs the limit and can get the integration banned; "
+            "`somactl mitigate circuit-breaker enable github` pauses the adapter meanwhile",
+        )
     if not resp.ok or not isinstance(body, dict):
-        message = body.get("message") if isinstance(body, dict) else None
-        raise status_error(resp, service=SERVICE, detail=str(message or "rate_limit"))
+        raise status_error(resp, service=SERVICE, detail=message or "rate_limit")
     resources = body.get("resources") or {}
     return {
         "resources": resources,
