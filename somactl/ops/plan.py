@@ -274,10 +274,9 @@ def build_plan(
         ps = postgres.PgSession(t.pg, deadline)
         plan.closers.append(ps.close)
         db_q = rb.queries.get("db-connections")
-        # db-connections' thresholds are connection counts for max_connections 100 (the
-        # runbook's PIR): as shares of max_connections they are the pool's warn/critical lines.
-        warn_r = db_q.warn / 100 if db_q else 0.8
-        crit_r = db_q.critical / 100 if db_q else 0.95
+        # db-connections is a share of max_connections: its thresholds are the pool's lines
+        warn_r = db_q.warn if db_q else 0.8
+        crit_r = db_q.critical if db_q else 0.95
         lr = float(
             long_running_seconds
             if long_running_seconds is not None

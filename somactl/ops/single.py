@@ -137,7 +137,7 @@ def db_pool(opts: GlobalOptions) -> Result:
     assert pg is not None  # noqa: S101 - require() checked it
     session = postgres.PgSession(pg, c.deadline)
     q = c.runbook.queries.get("db-connections")
-    warn, crit = (q.warn / 100, q.critical / 100) if q else (0.8, 0.95)
+    warn, crit = (q.warn, q.critical) if q else (0.8, 0.95)  # db-connections is a ratio
     where = pg.describe()
     try:
         results = c.run(

@@ -491,7 +491,8 @@ def _step_entries(
     ]
 
 
-IDLE_IN_XACT_KILL_AGE = "30s"
+IDLE_IN_XACT_KILL_AGE = 30  # seconds
+IDLE_IN_XACT_MIN_AGE = 5
 
 
 def _kill_queries(
@@ -516,8 +517,15 @@ def _kill_queries(
             parts.append(f"{facts['blocked_sessions']} sessions blocked behind pid {blockers}")
         return params, "", "; ".join(parts)
     if idle and float(sig.get("db_connection_ratio") or 0) >= 0.8:
-        # a transaction idle this long while the pool is full is holding a slot for nothing
-        params["older_than"] = IDLE_IN_XACT_KILL_AGE
+        # a transaction idle this long while the pool is full is holding a slot for nothing;
+        # aim at what was seen (a younger leak would make the suggestion a no-op), never below
+        # a few seconds (an application between two statements)
+        oldest = facts.get("oldest_idle_in_transaction")
+        params["older_than"] = (
+            human_duration(max(IDLE_IN_XACT_MIN_AGE, min(IDLE_IN_XACT_KILL_AGE, int(oldest))))
+            if isinstance(oldest, (int, float))
+            else human_duration(IDLE_IN_XACT_KILL_AGE)
+        )
         return (
             params,
             " --state idle-in-transaction",

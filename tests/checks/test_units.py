@@ -354,6 +354,19 @@ def test_pool_exhaustion_targets_idle_in_transaction_sessions() -> None:
     )
 
 
+def test_pool_exhaustion_aims_at_the_age_it_saw() -> None:
+    for oldest, flag in ((7.9, "7s"), (2.0, "5s"), (600.0, "30s")):
+        pool = _r(
+            "db.activity",
+            Status.critical,
+            signals={"db_connection_ratio": 0.9},
+            facts={"idle_in_transaction": 31, "oldest_idle_in_transaction": oldest},
+        )
+        v = decide(RB, "postgres", [pool], own=own_checks(RB, "postgres"))
+        kill = next(s for s in v.next_steps if s.command and "kill-queries" in s.command)
+        assert f"--older-than {flag} --state idle-in-transaction" in str(kill.command)
+
+
 def test_rate_limited_github_suggests_its_circuit_breaker() -> None:
     health = _r(
         "tools.health",
