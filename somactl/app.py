@@ -33,11 +33,14 @@ post-incident review; `somactl lab` gives you a whole SomaGent production on thi
 
 Examples:
 
-  somactl runbook severities
-
-  somactl severity classify --error-rate 1.0 --p95 6
-
-  somactl -o json runbook show services
+\b
+  somactl lab up && somactl lab break gateway-down   # a production to practise on
+  somactl status                                     # every service at a glance
+  somactl diagnose gateway-api                       # what is wrong, how bad, what to do
+  somactl mitigate rollback gateway-api              # plan, consent, apply, verify
+  somactl incident declare --severity P0 --title "Gateway API Down" --impact "..."
+  somactl runbook run gateway-api-down gateway-api   # the runbook, step by step
+  somactl -o json diagnose gateway-api | jq .data.verdict
 """
 
 # Global options and how many values each takes: they are accepted anywhere on the command line
