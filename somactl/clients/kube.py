@@ -22,6 +22,7 @@ from somactl.core.errors import (
     UnreachableError,
 )
 from somactl.core.exitcodes import ExitCode
+from somactl.core.netfail import network_problem
 from somactl.core.redact import redact
 
 CONNECT_TIMEOUT = 3.0
@@ -117,9 +118,13 @@ class KubeClient:
         except ApiException as exc:
             raise self._translate(exc, method, path) from None
         except HTTPError as exc:
+            problem = network_problem(exc, f"{read:.1f}s")
+            if problem.startswith("no response"):
+                problem = f"no response from {self._where()} within {read:.1f}s"
+            else:  # refused or reset: it failed at once, no timeout to name
+                problem = f"{problem} ({self._where()})"
             raise UnreachableError(
-                f"kubernetes: no response from {self._where()} within {read:.1f}s "
-                f"({type(exc).__name__})",
+                f"kubernetes: {problem}",
                 "is the API server up? check kube.kubeconfig/kube.context in `somactl config show`",
             ) from None
         raw = resp[0].data if isinstance(resp, tuple) else resp.data

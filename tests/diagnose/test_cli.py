@@ -361,7 +361,7 @@ def test_library_retry_defaults_do_not_spend_the_budget(mini: Mini) -> None:
     assert st["db.connectivity"]["signals"] == {"db_up": False}
     assert st["redis.ping"]["signals"] == {"redis_up": False}
     assert st["k8s.pods"]["status"] == "unknown"
-    assert st["k8s.pods"]["error"].startswith("kubernetes: no response from 127.0.0.1:")
+    assert st["k8s.pods"]["error"].startswith("kubernetes: connection refused (127.0.0.1:")
     assert st["tools.health"]["error"] == (
         f"tools API: connection refused (http://127.0.0.1:{ports['tools']})"
     )
