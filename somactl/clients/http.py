@@ -267,6 +267,8 @@ def _network_problem(exc: Exception, deadline: Deadline) -> tuple[str, bool]:
         text = str(exc).lower()
         if "refused" in text:
             return "connection refused", False
+        if "reset" in text:  # accepted, then reset before the request went out
+            return "connection reset while connecting", False
         if "name or service" in text or "nodename" in text or "resolution" in text:
             return "host name not resolved", False
         return "cannot connect", False
