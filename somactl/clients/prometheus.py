@@ -57,7 +57,7 @@ class PromClient:
             )
         if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
             return UnreachableError(
-                f"prometheus: no response within {self.deadline.seconds:.0f}s "
+                f"prometheus: no response within {self.deadline.seconds:g}s "
                 f"({self.target.describe()})",
                 "is Prometheus up? check prometheus.url in `somactl config show`",
             )
