@@ -14,4 +14,4 @@ step "ruff check";           $V/ruff check somactl tests bench
 step "mypy --strict";        $V/mypy
 step "import-linter";        $V/lint-imports
 step "pytest";               $V/pytest -p no:cacheprovider "$@"
-step "import gates (bench --quick)"; $V/python -m bench.startup --quick
+step "import gates (bench --quick)"; $V/python -m bench --quick
