@@ -122,11 +122,27 @@ def status(
     if worst([s.status for s in summary]) is Status.unknown:
         summary += unknown_codes or [CheckResult("?", "", "", Status.unknown, "")]
     code = exit_code_for(summary)
-    errors = [
-        {"check": r.id, "message": r.error or r.summary, "exit_code": r.error_code or 9}
-        for r in results
-        if r.status is Status.unknown
-    ]
+    # one error per distinct cause: a refused Prometheus is one line, not one per query
+    errors: list[dict[str, Any]] = []
+    by_message: dict[str, dict[str, Any]] = {}
+    for r in results:
+        if r.status is not Status.unknown:
+            continue
+        message = r.error or r.summary
+        entry = by_message.get(message)
+        if entry is None:
+            entry = {
+                "check": r.id,
+                "checks": [],
+                "message": message,
+                "exit_code": r.error_code or 9,
+            }
+            by_message[message] = entry
+            errors.append(entry)
+        entry["checks"].append(r.id)
+    for entry in errors:
+        if len(entry["checks"]) > 1:
+            entry["message"] += f" ({len(entry['checks'])} checks)"
     if t.kube is None:
         errors.append(
             {
