@@ -70,6 +70,7 @@ def the_single_check_failed(run: Run, backend: str, *, within: float) -> None:
     assert run.seconds <= within, str(run)
     lines = [ln for ln in run.err.splitlines() if ln.startswith("error: ")]
     assert lines and all(NAME[backend] in ln.lower() for ln in lines), str(run)
+    assert len(lines) == len(set(lines)), f"the same error repeated\n{run}"  # one per cause
     if run.argv[-1] != "status":
         assert run.err.count("hint: ") == 1, str(run)
 
