@@ -20,6 +20,7 @@ from somactl.incident.store import IncidentStore
 from somactl.lab.kube import KubeSimulator, write_kubeconfig
 from somactl.lab.kube import resources as R
 from somactl.lab.kube.seed import NAMESPACE
+from tests.helpers import missing
 from tests.kube.conftest import Kubectl, kubectl_path
 from tests.mitigate.conftest import (
     ACTOR,
@@ -57,9 +58,7 @@ def revisions(sim: KubeSimulator, name: str = GW) -> dict[str, int]:
 def make_kubectl(sim: KubeSimulator, tmp: Path) -> Kubectl:
     binary = kubectl_path()
     if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("kubectl is not installed (required with CI=true)")
-        pytest.skip("kubectl is not installed; it is the referee for rollbacks")
+        missing("kubectl is not installed; it is the referee for rollbacks")
     kc = write_kubeconfig(tmp / "kubeconfig", sim.url, NAMESPACE)
     return Kubectl(
         binary,
