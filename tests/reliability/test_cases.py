@@ -22,6 +22,23 @@ from tests.reliability.httpfault import HttpFault
 pytestmark = pytest.mark.integration
 
 SLACK = 0.3
+# a run with unanswered checks exits 9 unless an answered check found more (ops/verdict.py):
+# the session's lab may still carry an earlier scenario's errors in its 5-minute windows
+PARTIAL_OR_WORSE = {"ok": 9, "warn": 10, "critical": 11}
+RANKED = {"ok", "warn", "critical", "unknown"}
+
+
+def partial_rc(statuses: dict[str, str], unanswered: set[str]) -> int:
+    """The exit code a run with `unanswered` checks unknown must have, from the others' statuses."""
+    answered = {s for cid, s in statuses.items() if cid not in unanswered}
+    assert answered and "unknown" not in answered, statuses  # the other backends all answered
+    return max(PARTIAL_OR_WORSE[s] for s in answered)
+
+
+def table_statuses(run: Run) -> dict[str, str]:
+    """check id -> status from a diagnose table's rows."""
+    rows = [ln.split() for ln in run.out.splitlines() if ln[:1].isalpha() and " " in ln]
+    return {r[0]: r[1] for r in rows if len(r) > 1 and "." in r[0] and r[1] in RANKED}
 
 
 # -- 20: db pool against a blackholed Postgres ---------------------------------------------------
@@ -153,18 +170,18 @@ def test_case34_dripping_kubernetes_api_the_deadline_fires_and_the_rest_is_print
         ("--timeout", "4s", "diagnose", "gateway-api"),
         ("-o", "json", "--timeout", "4s", "diagnose", "gateway-api"),
     )
+    assert table.rc == partial_rc(table_statuses(table), CHECKS["kube"]), str(table)
+    assert as_json.rc == partial_rc(as_json.statuses(), CHECKS["kube"]), str(as_json)
     for run in (table, as_json):
-        assert run.rc == 9, str(run)
         assert 3.7 <= run.seconds <= 4 + SLACK, str(run)
     checks = as_json.checks()
     for cid in CHECKS["kube"]:
         assert checks[cid]["status"] == "unknown"
         assert checks[cid]["summary"] == "no answer within the 4s deadline"
-    others = {k: c["status"] for k, c in checks.items() if k not in CHECKS["kube"]}
-    assert set(others.values()) == {"ok"}, others
     rows = {ln.split()[0]: ln for ln in table.out.splitlines() if ln[:1].isalpha() and " " in ln}
+    shown = table_statuses(table)
     for cid in ("db.connectivity", "redis.ping", "prom.error-rate", "tools.health"):
-        assert " ok " in rows[cid], table.out  # the other backends' results are printed
+        assert shown[cid] != "unknown", table.out  # the other backends' results are printed
     assert "no answer within the 4s deadline" in rows["k8s.pods"], table.out
     assert proxy.accepted >= 2
 
@@ -187,8 +204,9 @@ def test_case35_kubernetes_down_is_a_degraded_report_within_budget(
             ("-o", "json", "--timeout", "10s", "diagnose", "gateway-api"),
             env=env,
         )
+    assert table.rc == partial_rc(table_statuses(table), CHECKS["kube"]), str(table)
+    assert as_json.rc == partial_rc(as_json.statuses(), CHECKS["kube"]), str(as_json)
     for run in (table, as_json):
-        assert run.rc == 9, str(run)
         assert run.seconds < 5, str(run)  # refused at once: far inside the 10 s budget
     checks = as_json.checks()
     for cid in CHECKS["kube"]:
