@@ -1,6 +1,8 @@
 """The post-incident review from the runbook's PIR template and the incident's timeline.
 
 The summary (date, duration, severity, impact) and the root cause come from the incident; the
+severity is the incident's *peak* (the most severe level it reached, not the one it ended at),
+with its history when it changed ("P0 (peak; P2 at 14:00 -> P0 at 14:10 -> P1 at 14:30)"); the
 timeline lists every event with its time (checks with their verdict, actions with their outcome,
 pages, updates); the sections people write at the review (what went well or wrong, action
 items, lessons) get placeholders, plus follow-ups for actions whose outcome was not `ok` and for
@@ -18,7 +20,15 @@ from typing import Any
 
 from somactl.core.errors import UsageError
 from somactl.incident import messages as msg
-from somactl.incident.store import DB_NAME, Event, Incident, IncidentStore, fmt_ts, utcnow
+from somactl.incident.store import (
+    DB_NAME,
+    Event,
+    Incident,
+    IncidentStore,
+    fmt_ts,
+    parse_ts,
+    utcnow,
+)
 from somactl.runbook.schema import Runbook
 from somactl.runbook.templates import render_pir
 
@@ -121,17 +131,62 @@ def _event_text(e: Event) -> str:
     return f"{text} [{e.actor}]" if e.actor else text
 
 
+def _stamp(inc: Incident, at: datetime) -> str:
+    """HH:MM on the declaration day, `YYYY-MM-DD HH:MM` on any other."""
+    return msg.hhmm(at) if at.date() == inc.declared_at.date() else at.strftime("%Y-%m-%d %H:%M")
+
+
+def severity_history(inc: Incident, events: Sequence[Event]) -> dict[str, Any]:
+    """The level declared, every re-classification, the peak (the most severe level reached:
+    P0 over P1) and the final level, from the `declared` and `severity_changed` events."""
+    declared = next((e for e in events if e.kind == "declared"), None)
+    changes = [e for e in events if e.kind == "severity_changed"]
+    first = (
+        (declared.details.get("severity") if declared else None)
+        or (changes[0].details.get("from") if changes else None)
+        or inc.severity
+    )
+    history: list[dict[str, Any]] = [
+        {"severity": str(first), "at": fmt_ts(inc.declared_at), "reason": None}
+    ]
+    history += [
+        {
+            "severity": str(e.details.get("to") or ""),
+            "at": fmt_ts(e.at),
+            "reason": e.details.get("reason"),
+        }
+        for e in changes
+        if e.details.get("to")
+    ]
+    return {
+        "peak": min((h["severity"] for h in history), key=lambda level: level[1:]),
+        "declared": history[0]["severity"],
+        "final": inc.severity,
+        "history": history,
+    }
+
+
+def _severity_text(inc: Incident, sev: dict[str, Any]) -> str:
+    """`P1`, or `P0 (peak; P2 at 14:00 -> P0 at 14:10 -> P1 at 14:30)` when it changed."""
+    if len(sev["history"]) == 1:
+        return str(sev["peak"])
+    steps = " -> ".join(
+        f"{h['severity']} at {_stamp(inc, parse_ts(h['at']) or inc.declared_at)}"
+        for h in sev["history"]
+    )
+    return f"{sev['peak']} (peak; {steps})"
+
+
 def timeline_items(inc: Incident, events: Sequence[Event]) -> list[dict[str, str]]:
     """`{time, event}` rows: HH:MM on the declaration day, `YYYY-MM-DD HH:MM` after it.
 
     Consecutive notifications in the same minute are folded into one row.
     """
     items: list[dict[str, str]] = []
-    day0 = inc.declared_at.date()
     pending: list[Event] = []
 
     def stamp(at: datetime) -> str:
-        return msg.hhmm(at) if at.date() == day0 else at.strftime("%Y-%m-%d %H:%M")
+        return _stamp(inc, at)
 
     def flush() -> None:
         if not pending:
@@ -171,13 +226,14 @@ def build(
     due_after = timedelta(seconds=runbook.pir.due.seconds or 0)
     due = inc.resolved_at + due_after if inc.resolved_at else None
     owner = inc.commander or "@owner"
+    severity = severity_history(inc, events)
     fields = {
         "title": inc.title,
         "date": inc.declared_at.strftime("%Y-%m-%d"),
         "start_time": msg.hhmm(inc.declared_at),
         "duration": msg.duration_words(end - inc.declared_at)
         + ("" if inc.resolved_at else " (still open)"),
-        "severity": inc.severity,
+        "severity": _severity_text(inc, severity),
         "impact": inc.impact,
         "root_cause": inc.root_cause or "_(not yet known)_",
     }
@@ -228,6 +284,7 @@ def build(
     return {
         "incident": inc.id,
         "fields": fields,
+        "severity": severity,
         "items": items,
         "resolved": inc.resolved_at is not None,
         "pir_due": fmt_ts(due) if due else None,
