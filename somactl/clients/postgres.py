@@ -85,7 +85,9 @@ def _simple_conninfo(dsn: str) -> dict[str, Any] | None:
 
 
 def translate(exc: BaseException, target: PgTarget, timeout: float) -> SomactlError:
-    """A psycopg error as a somactl error (exit 6 unreachable, 7 permission, 1 otherwise)."""
+    """A psycopg error as a somactl error (exit 6 unreachable, 7 permission, 1 otherwise).
+
+    `timeout` is named in the message as given (`--timeout 2.5s` says 2.5s, not 2s or 3s)."""
     import psycopg
 
     text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
@@ -125,11 +127,11 @@ def translate(exc: BaseException, target: PgTarget, timeout: float) -> SomactlEr
         if "database" in low and "does not exist" in low:
             return ConfigError(f"postgres ({where}): {text}")
         return UnreachableError(
-            f"postgres: {network_problem(exc, f'{timeout:.0f}s')} ({where}): {text}",
+            f"postgres: {network_problem(exc, f'{timeout:g}s')} ({where}): {text}",
             "is the database up and reachable? check postgres.dsn in `somactl config show`",
         )
     if isinstance(exc, psycopg.errors.QueryCanceled):
-        return UnreachableError(f"postgres ({where}): query cancelled after {timeout:.1f}s: {text}")
+        return UnreachableError(f"postgres ({where}): query cancelled after {timeout:g}s: {text}")
     return ActionFailedError(f"postgres ({where}): {text}")
 
 
@@ -152,7 +154,9 @@ def connect(target: PgTarget, deadline: Deadline) -> psycopg.Connection[dict[str
     try:
         conn: psycopg.Connection[dict[str, Any]] = psycopg.connect(target.dsn, **kwargs)
     except (psycopg.Error, OSError) as exc:
-        raise translate(exc, target, timeout) from None
+        # the wait as the user gave it (or the connect cap), not what was left of it when the
+        # connect started (2.49 for --timeout 2.5s, which psycopg rounds up to whole seconds)
+        raise translate(exc, target, min(deadline.seconds, CONNECT_TIMEOUT)) from None
     return conn
 
 

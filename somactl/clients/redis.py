@@ -52,7 +52,7 @@ def translate(exc: BaseException, target: RedisTarget, timeout: float) -> Somact
         )
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)):
         return UnreachableError(
-            f"redis: {network_problem(exc, f'{timeout:.1f}s')} ({where}): {text}",
+            f"redis: {network_problem(exc, f'{timeout:g}s')} ({where}): {text}",
             "is Redis up and reachable? check redis.url in `somactl config show`",
         )
     return ActionFailedError(f"redis ({where}): {text}")

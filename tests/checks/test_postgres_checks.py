@@ -285,3 +285,15 @@ def test_three_checks_share_one_connection(pg: PostgresInstance, pg_db: TestData
 def _quietly(conn: Any, sql: str) -> None:
     with contextlib.suppress(psycopg.Error):  # cancelled at the end of the test
         conn.execute(sql)
+
+
+def test_a_connect_timeout_names_the_deadline_as_given() -> None:
+    """--timeout 2.5s is said as 2.5s: not 2s (rounded down) nor 3s (libpq's whole seconds)."""
+    from somactl.core.errors import UnreachableError
+    from tests.helpers.faultproxy import FaultProxy
+
+    with FaultProxy(("127.0.0.1", 9), mode="blackhole") as hole:
+        s = session(PgTarget(f"host=127.0.0.1 port={hole.port} user=u dbname=d", "pw"), 2.5)
+        with pytest.raises(UnreachableError) as caught:
+            connectivity_check(s)
+    assert "postgres: no response within 2.5s (" in caught.value.message, caught.value.message

@@ -80,3 +80,15 @@ def test_a_refused_port_is_redis_down_at_once() -> None:
     assert time.monotonic() - t0 < 1.0
     assert r.status is Status.critical
     assert r.signals == {"redis_up": False}
+
+
+def test_no_answer_names_the_deadline_as_given() -> None:
+    """A Redis that accepts and never answers: the wait is said as given (2.25s, not 2.2s)."""
+    from somactl.core.errors import UnreachableError
+    from tests.helpers.faultproxy import FaultProxy
+
+    with FaultProxy(("127.0.0.1", 9), mode="blackhole") as hole:
+        s = RedisSession(RedisTarget(f"redis://127.0.0.1:{hole.port}/0"), Deadline(2.25))
+        with pytest.raises(UnreachableError) as caught:
+            ping_check(s)
+    assert caught.value.message.startswith("redis: no response within 2.25s ("), caught.value
