@@ -69,10 +69,18 @@ class Verification:
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
     next_step: str | None = None
+    # recovered, by an action that contains without removing the cause: what is left in place
+    remains: str | None = None
+
+    @property
+    def contained(self) -> bool:
+        return self.recovered is True and self.remains is not None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "recovered": self.recovered,
+            "contained": self.contained,
+            "remains": self.remains,
             "message": self.message,
             "before": self.before,
             "after": self.after,

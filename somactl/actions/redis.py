@@ -59,6 +59,7 @@ class RedisFlushAction:
         repl = self._info("replication")
         keyspace = self._info("keyspace")
         persistence = self._info("persistence")
+        memory = self._info("memory")
         whoami: str | None
         try:
             whoami = str(self._call("ACL", "WHOAMI"))
@@ -99,6 +100,8 @@ class RedisFlushAction:
                 "keys": keys,
                 "total_keys": total,
                 "persistence": persist,
+                "maxmemory": int(memory.get("maxmemory", 0) or 0),
+                "maxmemory_policy": memory.get("maxmemory_policy"),
             },
             pins={"run_id": server.get("run_id"), "role": role},
         )
@@ -142,6 +145,13 @@ class RedisFlushAction:
         plan.warnings.append(
             f"all {total} keys are deleted; clients rebuild the cache from scratch"
         )
+        policy = memory.get("maxmemory_policy")
+        if policy == "noeviction" and int(memory.get("maxmemory", 0) or 0) > 0:
+            plan.warnings.append(
+                "maxmemory-policy is noeviction: once the cache is full again, writes fail "
+                "again (OOM); a flush only buys time. For a cache, an eviction policy stops it "
+                "recurring: CONFIG SET maxmemory-policy allkeys-lru (and in the Redis config)"
+            )
         plan.steps = [
             f"check the instance is still the one planned (run_id {server.get('run_id')}) and a "
             "primary",
@@ -176,9 +186,12 @@ class RedisFlushAction:
         self.close()
         now = _total(keyspace)
         before = int(plan.details["total_keys"])
+        message = f"keys: {before} → {now}" + (" (new keys since the flush)" if now else "")
+        if plan.details.get("maxmemory_policy") == "noeviction" and plan.details.get("maxmemory"):
+            message += "; maxmemory-policy is still noeviction"
         return Verification(
             now < before,
-            f"keys: {before} → {now}" + (" (new keys since the flush)" if now else ""),
+            message,
             before={"keys": before},
             after={"keys": now},
         )

@@ -47,6 +47,7 @@ class Prepared:
     metrics: ServiceMetrics | None = None
     before_metrics: dict[str, Any] = field(default_factory=dict)
     next_step: str | None = None
+    remains: str | None = None  # the runbook entry's `remains`: a recovery here only contains
     apply_extra_seconds: float = 0.0  # e.g. kill-queries' grace period
     server_dry_run: bool = False
 
@@ -81,7 +82,9 @@ class Prepared:
             elif healthy is True and v.recovered is None:
                 v.recovered = True
             v.message = "; ".join([m for m in [v.message, *lines] if m])
-        if v is not None and v.recovered is not True:
+        if v is not None and v.recovered is True and self.remains:
+            v.remains = self.remains
+        if v is not None and (v.recovered is not True or v.contained):
             v.next_step = self.next_step
         return v
 
@@ -153,6 +156,12 @@ def next_step(runbook: Runbook, entry: str | None, service: str | None) -> str |
                 text += f": {nxt.instructions}"
             return text
     return None
+
+
+def _remains(entry: RunbookAction | None, service: str | None) -> str | None:
+    if entry is None or not entry.remains:
+        return None
+    return entry.remains.replace("{service}", service or "the service")
 
 
 def parse_dry_run(value: str | None) -> str | None:
@@ -244,6 +253,7 @@ class Env:
             verify_seconds=self.verify_seconds,
             metrics=metrics,
             next_step=next_step(self.runbook, eid, service),
+            remains=_remains(entry[1] if entry else None, service),
             apply_extra_seconds=apply_extra,
             server_dry_run=self.dry_run == "server",
         )

@@ -249,6 +249,10 @@ class Action(Model):
     sql: Text | None = None
     somactl: Text | None = None
     note: Text | None = None
+    # Set on an action that contains an incident without removing its cause (a breaker, a
+    # flush, a restart): what it leaves in place. Its verification then says CONTAINED, not
+    # RECOVERED, and `runbook run` goes on to the next mitigation. {service} is filled in.
+    remains: Text | None = None
 
     @model_validator(mode="after")
     def _consent(self) -> Action:

@@ -316,7 +316,11 @@ def _value(v: Any) -> str:
 
 def render_verification(v: Verification) -> list[str]:
     word = {True: "RECOVERED", False: "NOT RECOVERED", None: "UNVERIFIED"}[v.recovered]
+    if v.contained:
+        word = "CONTAINED"
     lines = [f"{word}: {v.message}"]
+    if v.remains:
+        lines.append(f"  still there: {v.remains}")
     for key in dict.fromkeys([*v.before, *v.after]):
         if key == "error":
             continue

@@ -55,7 +55,8 @@ def test_enable_then_disable_and_noop(tools: str, env: Env, cli: Callable[..., R
     assert breaker(tools) == "closed"
     on = cli("mitigate", "circuit-breaker", "enable", "github", "--yes", "--verify", "5s")
     assert on.rc == 0, on.err
-    assert "RECOVERED: breaker closed → open" in on.out
+    assert "CONTAINED: breaker closed → open" in on.out  # the adapter is still failing
+    assert "still there: calls to github fail fast while the breaker is open" in on.out
     assert breaker(tools) == "open"
     again = cli("mitigate", "circuit-breaker", "enable", "github", "--yes")
     assert again.rc == 0 and "already open" in again.out

@@ -52,7 +52,8 @@ def test_isolate_snapshots_evidence_then_denies_all_and_unisolate_removes_exactl
     p.send(f"{SVC}\n")
     r = p.finish()
     assert r.rc == 0, r.err
-    assert "RECOVERED: networkpolicy somactl-isolate-kamachiq-service selects 2 pods" in r.out
+    assert "CONTAINED: networkpolicy somactl-isolate-kamachiq-service selects 2 pods" in r.out
+    assert f"still there: {SVC} takes no traffic until somactl mitigate unisolate {SVC}" in r.out
     pol = policies(sim)["somactl-isolate-kamachiq-service"]
     meta = pol["metadata"]
     assert isinstance(meta, dict)

@@ -5,6 +5,7 @@ Each test owns its instance: FLUSHALL empties every database of a server.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,10 @@ def test_case23_plan_shows_what_is_lost_and_only_the_typed_name_flushes(
     r = p.finish()
     assert r.rc == 0, r.err
     assert f"APPLIED: redis {name} flushed (1230 keys deleted)" in r.out
-    assert "RECOVERED: keys: 1230 → 0" in r.out
+    # a flush contains memory pressure; what filled the cache is still running
+    assert "CONTAINED: keys: 1230 → 0" in r.out and "RECOVERED" not in r.out
+    assert "still there: an empty cache fills again at the same rate" in r.out
+    assert "noeviction" not in r.out.replace("under maxmemory-policy noeviction", "")
     assert dbsizes(inst) == {}
     recs = env.records("mitigate.redis-flush")
     assert [x["phase"] for x in recs] == ["aborted", "aborted", "aborted", "intent", "result"]
@@ -187,3 +191,24 @@ def test_dry_run_and_empty_instance(
     assert dbsizes(inst) == {0: 7, 5: 3}
     wrong = cli("mitigate", "redis-flush", "--yes")  # --yes approves even a typed-name action
     assert wrong.rc == 0 and dbsizes(inst) == {}
+
+
+def test_noeviction_is_named_in_the_plan_and_after_the_flush(
+    env: Env,
+    make_redis: Callable[..., RedisInstance],
+    cli: Callable[..., Run],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inst = make_redis(requirepass=True, maxmemory_policy="noeviction")
+    fill(inst, {0: 40})
+    point_at(env, monkeypatch, inst, "oncall")
+    r = cli("-o", "json", "mitigate", "redis-flush", "--yes", "--verify", "5s")
+    assert r.rc == 0, r.err
+    data = json.loads(r.out)["data"]
+    assert any("maxmemory-policy is noeviction" in w for w in data["plan"]["warnings"]), data
+    assert data["plan"]["details"]["maxmemory_policy"] == "noeviction"
+    v = data["verification"]
+    assert v["recovered"] is True and v["contained"] is True, v
+    assert v["remains"].startswith("an empty cache fills again"), v
+    assert "maxmemory-policy is still noeviction" in v["message"], v
+    assert dbsizes(inst) == {}

@@ -168,7 +168,8 @@ def test_restart_sets_restarted_at_and_rolls_the_pods(
     d = deployment(sim, "orchestrator")
     assert RESTARTED_AT in d["spec"]["template"]["metadata"]["annotations"]
     assert d["metadata"]["annotations"][CHANGE_CAUSE] == f"somactl: restart by {ACTOR}"
-    assert 'RECOVERED: deployment "orchestrator" successfully rolled out' in r.out
+    assert 'CONTAINED: deployment "orchestrator" successfully rolled out' in r.out
+    assert "still there: fresh pods clear a leak or a stuck state" in r.out
 
 
 def test_case10_second_restart_within_the_same_second_is_refused(
