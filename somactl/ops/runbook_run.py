@@ -14,9 +14,11 @@ No terminal here (`somactl.ui.runbook_run` asks the person). This module:
 - ends with the service's state (a short diagnosis) and the run's exit code.
 
 Step outcomes: executed, skipped (by the responder, with a reason), failed (with the error),
-not-applicable (with why), pending (a manual step nobody could confirm: no terminal),
-refused (an action without consent: no terminal and no --yes), stopped (the responder ended
-the run there), not-run (after a stop or a refusal).
+not-applicable (with why), not-needed (a later mitigation of a service an earlier action's
+verification found RECOVERED, not just CONTAINED; `somactl mitigate` still runs it), pending
+(a manual step nobody could confirm: no terminal), refused (an action without consent: no
+terminal and no --yes), stopped (the responder ended the run there), not-run (after a stop or
+a refusal).
 
 Exit codes: 9 when a step failed (a check could not run, an action failed or was refused by
 its preconditions); else 4 when the run ended early (not confirmed, or stopped); else 0.
@@ -49,6 +51,7 @@ OUTCOMES = (
     "skipped",
     "failed",
     "not-applicable",
+    "not-needed",
     "pending",
     "refused",
     "stopped",
@@ -686,6 +689,26 @@ def not_applicable(ctx: RunContext, step: RunStep) -> str | None:
             )
             why = f"no rollout of {step.service} in the last hour"
             return why + (f" ({seen.id}: {redact(seen.summary)})" if seen else "")
+    return None
+
+
+def not_needed(ctx: RunContext, step: RunStep) -> str | None:
+    """Why a mitigation is no longer needed: an earlier action of this run was verified to have
+    RECOVERED the run's service or this step's (a CONTAINED one does not count: its cause is
+    still there, and the next step may be the fix)."""
+    if step.kind != "action" or not step.mutates:
+        return None
+    wanted = {ctx.service, step.service or ctx.service}
+    for rec in ctx.records:
+        if rec.step.kind != "action" or rec.outcome != "executed":
+            continue
+        v = (rec.action or {}).get("verification") or {}
+        svc = rec.step.service or ctx.service
+        if v.get("recovered") is True and not v.get("contained") and svc in wanted:
+            why = f"{svc} recovered after step {rec.step.n} ({rec.step.ref}"
+            why += f": {redact(str(v['message']))})" if v.get("message") else ")"
+            cmd = step.commands[0] if step.commands else None
+            return why + (f"; to run it anyway: {cmd}" if cmd else "")
     return None
 
 

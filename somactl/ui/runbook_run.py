@@ -171,6 +171,9 @@ class Walker:
         why = rr.not_applicable(ctx, step)
         if why is not None:
             return rr.StepRecord(step, "not-applicable", reason=why)
+        why = rr.not_needed(ctx, step)
+        if why is not None:
+            return rr.StepRecord(step, "not-needed", reason=why)
         t0 = time.monotonic()
         if step.kind == "check":
             results = rr.run_check_step(ctx, step)

@@ -95,6 +95,35 @@ def test_rollback_does_not_apply_without_a_recent_rollout(tmp_path: Path) -> Non
     assert rr.not_applicable(ctx, ctx.steps[4]) is None  # scale does not depend on it
 
 
+def test_a_mitigation_after_a_verified_recovery_is_not_needed(tmp_path: Path) -> None:
+    ctx = ctx_for(tmp_path, "gateway-api-down", "gateway-api", None)
+    check, rollback, scale = ctx.steps[0], ctx.steps[3], ctx.steps[4]
+    assert (rollback.verb, scale.verb) == ("rollback", "scale")
+
+    def verified(recovered: bool | None, remains: str | None = None) -> rr.StepRecord:
+        v = {"recovered": recovered, "contained": bool(recovered and remains), "remains": remains}
+        return rr.StepRecord(rollback, "executed", action={"verification": {**v, "message": "ok"}})
+
+    assert rr.not_needed(ctx, scale) is None  # nothing ran yet
+    for rec in (verified(False), verified(None), verified(True, "the cause is still there")):
+        ctx.records[:] = [rec]
+        assert rr.not_needed(ctx, scale) is None, rec  # not recovered, unknown, or only contained
+    ctx.records[:] = [
+        rr.StepRecord(rollback, "failed", action={"verification": {"recovered": True}})
+    ]
+    assert rr.not_needed(ctx, scale) is None  # a failed step recovered nothing
+    ctx.records[:] = [verified(True)]
+    assert rr.not_needed(ctx, scale) == (
+        "gateway-api recovered after step 4 (rollback: ok); "
+        "to run it anyway: somactl mitigate scale gateway-api --replicas 5"
+    )
+    assert rr.not_needed(ctx, check) is None  # checks and manual steps still run
+    kill = rr.resolve_steps(RB, RB.scenario("database-performance"), "postgres")[1]
+    other = ctx_for(tmp_path, "database-performance", "postgres", None)
+    other.records[:] = [verified(True)]  # gateway-api recovered: postgres is another service
+    assert rr.not_needed(other, kill) is None
+
+
 # -- outcomes ----------------------------------------------------------------------------------
 
 
