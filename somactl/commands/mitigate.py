@@ -82,6 +82,11 @@ DryRun = Annotated[
         "(dryRun=All), nothing is persisted.",
     ),
 ]
+# kill-queries, redis-flush and circuit-breaker talk to Postgres, Redis and the tools API:
+# no API server to validate a write, so no =server in their help (it is refused: exit 2)
+DryRunPlan = Annotated[
+    bool, typer.Option("--dry-run", help="Show the plan and stop; nothing is changed.")
+]
 DryRunMode = Annotated[str | None, typer.Option("--dry-run-mode", hidden=True)]
 Verify = Annotated[
     str,
@@ -89,6 +94,14 @@ Verify = Annotated[
         "--verify",
         metavar="DURATION",
         help="Follow the rollout and re-check error rate and p95 for this long (0: skip).",
+    ),
+]
+VerifyResult = Annotated[
+    str,
+    typer.Option(
+        "--verify",
+        metavar="DURATION",
+        help="Re-check the result, then error rate and p95, for this long (0: skip).",
     ),
 ]
 Service = Annotated[str, typer.Argument(help="A service of runbooks.yaml (e.g. gateway-api).")]
@@ -299,9 +312,9 @@ def kill_queries(
         typer.Option("--grace", metavar="DURATION", help="Wait after cancel before terminate."),
     ] = "5s",
     yes: Yes = False,
-    dry_run: DryRun = False,
+    dry_run: DryRunPlan = False,
     dry_run_mode: DryRunMode = None,
-    verify: Verify = "2m",
+    verify: VerifyResult = "2m",
 ) -> None:
     """Cancel long-running queries, terminate what a cancel does not end.
 
@@ -321,9 +334,9 @@ def kill_queries(
 def redis_flush(
     ctx: typer.Context,
     yes: Yes = False,
-    dry_run: DryRun = False,
+    dry_run: DryRunPlan = False,
     dry_run_mode: DryRunMode = None,
-    verify: Verify = "2m",
+    verify: VerifyResult = "2m",
 ) -> None:
     """FLUSHALL the cache (if corrupted); the instance's name must be typed.
 
@@ -340,9 +353,9 @@ def circuit_breaker(
     verb: Annotated[str, typer.Argument(metavar="enable|disable", help="Open or close it.")],
     tool: Annotated[str, typer.Argument(help="A tool adapter (github, notion, slack, jira).")],
     yes: Yes = False,
-    dry_run: DryRun = False,
+    dry_run: DryRunPlan = False,
     dry_run_mode: DryRunMode = None,
-    verify: Verify = "2m",
+    verify: VerifyResult = "2m",
 ) -> None:
     """Open (enable) or close (disable) a tool adapter's circuit breaker.
 
