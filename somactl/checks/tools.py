@@ -218,15 +218,17 @@ def rate_limit_check(
 
     data = rate_limit(github_url, token, deadline)
     resources = data.get("resources") or {}
-    core = resources.get("core") or {}
-    limit = int(core.get("limit") or 0)
-    remaining = int(core.get("remaining") or 0)
-    reset = core.get("reset")
+    # a 403 "API rate limit exceeded" names the exhausted resource; /rate_limit itself, core
+    resource = str(data.get("exhausted") or "core")
+    judged = resources.get(resource) or {}
+    limit = int(judged.get("limit") or 0)
+    remaining = int(judged.get("remaining") or 0)
+    reset = judged.get("reset")
     who = "" if data.get("authenticated") else " (unauthenticated: set a token for 5,000/h)"
     signals: dict[str, Any] = {}
-    if limit and remaining == 0:
+    if (limit or data.get("exhausted")) and remaining == 0:
         status = Status.critical
-        summary = f"GitHub rate limit exhausted until {_reset_text(reset)} (resource core)"
+        summary = f"GitHub rate limit exhausted until {_reset_text(reset)} (resource {resource})"
         signals["adapters_rate_limited"] = 1
     else:
         share = remaining / limit if limit else 1.0

@@ -20,7 +20,10 @@ SECONDARY_WAIT = 60.0  # seconds: GitHub's minimum wait after a secondary limit 
 
 
 def rate_limit(base_url: str, token: str | None, deadline: Deadline) -> dict[str, Any]:
-    """The `resources` of /rate_limit plus headers; raises somactl errors on failure."""
+    """The `resources` of /rate_limit plus headers; raises somactl errors on failure.
+
+    A 403/429 saying the limit is exhausted (remaining 0) is returned, not raised: `exhausted`
+    names the resource, `resources` holds it as the headers describe it."""
     headers = {"accept": "application/vnd.github+json", "x-github-api-version": "2022-11-28"}
     if token:
         register_secret(token)
@@ -36,13 +39,24 @@ def rate_limit(base_url: str, token: str | None, deadline: Deadline) -> dict[str
     )
     body = resp.json()
     if resp.status in (403, 429) and resp.headers.get("x-ratelimit-remaining") == "0":
+        # "API rate limit exceeded": an answer about the limit, not a failure to read it. The
+        # headers carry what /rate_limit would have said of the exhausted resource.
         resource = resp.headers.get("x-ratelimit-resource") or "core"
-        raise UnreachableError(
-            f"{SERVICE} rate limit exhausted until "
-            f"{reset_time(resp.headers.get('x-ratelimit-reset'))} (resource {resource})",
-            "wait for the reset (never retry in a loop: it can get the integration banned); "
-            "`somactl mitigate circuit-breaker enable github` stops the adapter meanwhile",
-        )
+        return {
+            "resources": {
+                resource: {
+                    "limit": _int(resp.headers.get("x-ratelimit-limit")),
+                    "remaining": 0,
+                    "used": _int(resp.headers.get("x-ratelimit-used")),
+                    "reset": _int(resp.headers.get("x-ratelimit-reset")),
+                }
+            },
+            "exhausted": resource,
+            "http_status": resp.status,
+            "authenticated": token is not None,
+            "retry_after": resp.retry_after,
+            "headers": {k: v for k, v in resp.headers.items() if k.startswith("x-ratelimit-")},
+        }
     message = str(body.get("message") or "") if isinstance(body, dict) else ""
     if resp.status == 429 or (resp.status == 403 and "secondary rate limit" in message.lower()):
         # A secondary limit: GitHub's rule is to obey retry-after, else wait at least a minute;
@@ -64,6 +78,13 @@ def rate_limit(base_url: str, token: str | None, deadline: Deadline) -> dict[str
         "retry_after": resp.retry_after,
         "headers": {k: v for k, v in resp.headers.items() if k.startswith("x-ratelimit-")},
     }
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def reset_time(epoch: Any) -> str:

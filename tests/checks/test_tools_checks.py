@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -104,3 +106,25 @@ def test_an_unknown_adapter_is_reported_beside_the_others(services: ServicesHand
     assert "no tool adapter named 'nope'" in rows["nope"]["error"]
     with pytest.raises(UnreachableError):
         health_check("http://127.0.0.1:9", ["github"], Deadline(2))
+
+
+def test_a_403_rate_limit_exceeded_is_the_exhausted_finding(services: ServicesHandle) -> None:
+    """GitHub answering 403 "API rate limit exceeded" (remaining 0) has answered: the limit is
+    exhausted until its reset, a critical finding, not a check that could not run."""
+    from tests.reliability.httpfault import HttpFault, answer_github_exhausted
+
+    reset = int(time.time()) + 40 * 60
+    front = HttpFault(services.url("github"))
+    try:
+        answer_github_exhausted(front, reset)
+        r = rate_limit_check(front.url, GITHUB_TOKEN, Deadline(10))
+    finally:
+        front.close()
+    until = datetime.fromtimestamp(reset, tz=UTC).strftime("%H:%MZ")
+    assert r.status is Status.critical
+    assert r.summary.startswith(f"GitHub rate limit exhausted until {until} (in "), r.summary
+    assert r.summary.endswith(" (resource core)"), r.summary
+    assert r.signals == {"adapters_rate_limited": 1}
+    assert r.facts == {"github_remaining": 0, "github_reset": reset}
+    assert r.evidence["resources"][0]["used"] == 5000
+    assert len(front.requests) == 1  # read once, never retried

@@ -148,3 +148,22 @@ class HttpFault:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def answer_github_exhausted(front: HttpFault, reset: int, resource: str = "core") -> None:
+    """Answer as GitHub does once a token's limit is used up: 403 "API rate limit exceeded"
+    with the rate-limit headers (remaining 0, reset at epoch `reset`)."""
+    front.answer(
+        403,
+        headers={
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-used": "5000",
+            "x-ratelimit-reset": str(reset),
+            "x-ratelimit-resource": resource,
+        },
+        body={
+            "message": "API rate limit exceeded for user ID 583231.",
+            "documentation_url": "https://docs.github.com/rest/overview/rate-limits",
+        },
+    )

@@ -8,6 +8,7 @@ and Redis keys).
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 
 from somactl.lab.kube import write_kubeconfig
 from tests.reliability.conftest import CHECKS, NAMESPACE, Faulted, Run
-from tests.reliability.httpfault import HttpFault
+from tests.reliability.httpfault import HttpFault, answer_github_exhausted
 
 pytestmark = pytest.mark.integration
 
@@ -92,31 +93,27 @@ def test_case27_exhausted_github_limit_fails_fast_naming_the_reset(
 ) -> None:
     world, front, env = github
     reset = int(time.time()) + 40 * 60
-    front.answer(
-        403,
-        headers={
-            "x-ratelimit-limit": "5000",
-            "x-ratelimit-remaining": "0",
-            "x-ratelimit-used": "5000",
-            "x-ratelimit-reset": str(reset),
-            "x-ratelimit-resource": "core",
-        },
-        body={
-            "message": "API rate limit exceeded for user ID 583231.",
-            "documentation_url": "https://docs.github.com/rest/overview/rate-limits",
-        },
-    )
+    answer_github_exhausted(front, reset)
     until = datetime.fromtimestamp(reset, tz=UTC).strftime("%H:%MZ")
     runs = _rate_limit_runs(world, env)
+    said = re.compile(
+        rf"GitHub rate limit exhausted until {until} \(in \d+m(\d+s)?\) \(resource core\)"
+    )
     for run in runs:
+        # the single-check command: exhausted means the caller cannot proceed (unreachable)
         assert run.rc == 6, str(run)
         assert run.seconds < 5, str(run)  # no sleeping 40 minutes, no retry
-        assert f"GitHub rate limit exhausted until {until} (resource core)" in run.err, str(run)
+    for run in runs[:2]:
+        assert said.search(run.err), str(run)
+    # -o json: the envelope says it (as for a /rate_limit answering 200 with nothing left)
     assert runs[2].json()["exit_code"] == 6
+    assert said.fullmatch(runs[2].json()["errors"][0]["message"]), str(runs[2])
     diag = world.somactl("-o", "json", "--timeout", "10s", "diagnose", "github", env=env)
     rate = diag.checks()["tools.rate-limit"]
-    assert f"GitHub rate limit exhausted until {until}" in rate["summary"], str(diag)
-    assert diag.rc in (9, 11), str(diag)
+    # GitHub answered: an exhausted limit is a critical finding, not a check that could not run
+    assert rate["status"] == "critical", str(diag)
+    assert said.fullmatch(rate["summary"]), str(diag)
+    assert diag.rc == 11, str(diag)
     # one request per command: 3 rate-limit reads and the diagnosis's one
     assert len(front.requests) == 4
     token = world.secrets[2]
