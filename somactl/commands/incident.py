@@ -25,6 +25,7 @@ Examples:
   somactl incident update --status investigating --impact "80% of requests fail" \\
       --actions "Rolled back to v1.2.3, monitoring recovery"
   somactl incident status
+  somactl incident severity P0 INC-7 --reason "all regions affected"
   somactl incident escalate
   somactl incident resolve --root-cause "DB connection pool exhaustion" \\
       --fix "Increased max_connections from 100 to 200"
@@ -295,26 +296,48 @@ def ack(ctx: typer.Context, incident: IncidentArg = None, dry_run: DryRun = Fals
 def severity(
     ctx: typer.Context,
     level: Annotated[
-        str, typer.Argument(help="The new severity, P0-P4.", autocompletion=_complete_level)
+        str,
+        typer.Argument(
+            help="The new severity, P0-P4.",
+            autocompletion=_complete_level,
+            show_default=False,
+            metavar="LEVEL",
+        ),
     ],
-    incident: Annotated[
+    incident: IncidentArg = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why it changed.")] = None,
+    dry_run: DryRun = False,
+    incident_option: Annotated[
         str | None,
         typer.Option(
             "--incident",
-            help="INC-7 or 7 (default: the only open one).",
+            hidden=True,  # deprecated: the incident is an argument, as in the other subcommands
+            help="Deprecated: give INCIDENT as an argument.",
             autocompletion=_complete_incident,
         ),
     ] = None,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why it changed.")] = None,
-    dry_run: DryRun = False,
 ) -> None:
     """Re-classify the incident (recorded; pages when the new severity pages).
 
-    Example: somactl incident severity P1 --reason "only EU traffic affected"
+    \b
+    Examples:
+      somactl incident severity P1 INC-7 --reason "only EU traffic affected"
+      somactl incident severity P0    (the only open incident)
     """
     from somactl.incident import manage
+    from somactl.incident.store import SEVERITY_RE, parse_incident_ref
 
     opts = options(ctx)
+    if incident and not SEVERITY_RE.match(level.upper()) and SEVERITY_RE.match(incident.upper()):
+        level, incident = incident, level  # `severity INC-7 P1`: the incident first
+    if incident_option is not None:
+        if incident and parse_incident_ref(incident) != parse_incident_ref(incident_option):
+            raise typer.BadParameter(
+                f"the argument names {incident} and --incident {incident_option}; give one",
+                param_hint="INCIDENT",
+            )
+        warn("--incident is deprecated: give the incident as an argument (severity P1 INC-7)")
+        incident = incident or incident_option
     op = manage.change_severity(_env(opts, dry_run=dry_run), incident, level, reason=reason)
     _finish(opts, "incident severity", op)
 

@@ -351,6 +351,37 @@ def test_reclassification_to_a_paging_severity_pages_now(sinks: Sinks, capsys: C
     assert ev.details == {"from": "P3", "to": "P1", "reason": "half the workflows"}
 
 
+def test_severity_takes_the_incident_positionally_like_the_other_subcommands(
+    cli_env: dict[str, str], capsys: Cap
+) -> None:
+    with IncidentStore(Path(cli_env["SOMACTL_STATE_DIR"])) as st:
+        st.declare(severity="P2", title="one", impact="i")
+        st.declare(severity="P3", title="two", impact="i")
+    rc, env, _ = jcli(capsys, "incident", "severity", "P1", "INC-2", "--reason", "spreading")
+    assert rc == 0 and env["data"]["incident"]["id"] == "INC-2"
+    assert env["data"]["from"] == "P3" and env["data"]["to"] == "P1"
+    # the incident first, as in `incident resolve INC-7 ...`: told apart from the level by form
+    rc, env, _ = jcli(capsys, "incident", "severity", "1", "P0")
+    assert rc == 0 and env["data"]["incident"]["id"] == "INC-1" and env["data"]["to"] == "P0"
+    # the old option still works (hidden, deprecated)
+    rc, env, err = jcli(capsys, "incident", "severity", "P3", "--incident", "INC-1")
+    assert rc == 0 and env["data"]["incident"]["id"] == "INC-1" and env["data"]["to"] == "P3"
+    assert "--incident is deprecated" in err
+    rc, _, err = cli(capsys, "incident", "severity", "P2", "INC-1", "--incident", "INC-2")
+    assert rc == 2 and "INC-1" in err and "INC-2" in err
+    # two open: no default, as for the other subcommands
+    rc, _, err = cli(capsys, "incident", "severity", "P2")
+    assert rc == 2 and "more than one incident is open" in err
+    with IncidentStore(Path(cli_env["SOMACTL_STATE_DIR"])) as st:
+        st.resolve(2, root_cause="r", fix="f")
+    rc, env, _ = jcli(capsys, "incident", "severity", "P2")  # the only open one
+    assert rc == 0 and env["data"]["incident"]["id"] == "INC-1"
+    rc, out, _ = cli(capsys, "incident", "severity", "--help")
+    assert rc == 0
+    assert "{LEVEL} [INCIDENT]" in out and "--incident" not in out
+    assert "somactl incident severity P1 INC-7" in out
+
+
 def test_escalate_security_pages_the_security_lead_and_names_legal_and_pr(
     sinks: Sinks, capsys: Cap
 ) -> None:
