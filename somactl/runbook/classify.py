@@ -78,13 +78,45 @@ def classify(
 def matching_scenarios(
     signals: Mapping[str, SignalValue | None], runbook: Runbook
 ) -> tuple[str, ...]:
-    """Ids of the scenarios whose `match` holds for `signals` (for diagnose to suggest)."""
+    """Ids of the scenarios whose `match` holds for `signals` (for diagnose to suggest).
+
+    With the `service` signal (the service being diagnosed), a scenario of that service is more
+    specific than a scenario of no service: where the service's own scenario holds on every
+    signal that makes a generic one hold, the generic one is left out (Redis near its memory
+    limit is redis-memory-pressure, not the memory leak of an application's pods).
+    """
     values = normalize_signals(runbook, signals)
-    return tuple(
-        sid
+    held = {
+        sid: _holding_signals(sc.match, values, runbook)
         for sid, sc in runbook.scenarios.items()
         if sc.match is not None and _holds(sc.match, values, runbook)
+    }
+    service = values.get("service")
+    covered: set[str] = set()
+    for sid, names in held.items():
+        if service is not None and runbook.scenarios[sid].service == service:
+            covered |= names
+    return tuple(
+        sid
+        for sid, names in held.items()
+        if runbook.scenarios[sid].service is not None or not names or not names <= covered
     )
+
+
+def _holding_signals(cond: Condition, values: Signals, runbook: Runbook) -> set[str]:
+    """The signals (but `service`) of the comparisons that make `cond` hold."""
+    if cond.all_ is not None:
+        return {n for c in cond.all_ for n in _holding_signals(c, values, runbook)}
+    if cond.any_ is not None:
+        return {
+            n
+            for c in cond.any_
+            if _holds(c, values, runbook)
+            for n in _holding_signals(c, values, runbook)
+        }
+    if cond.signal is None or cond.signal == "service" or not _holds(cond, values, runbook):
+        return set()
+    return {cond.signal}
 
 
 def normalize_signals(runbook: Runbook, signals: Mapping[str, SignalValue | None]) -> Signals:

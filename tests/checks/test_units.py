@@ -383,6 +383,31 @@ def test_rate_limited_github_suggests_its_circuit_breaker() -> None:
     )
 
 
+def test_redis_near_maxmemory_is_redis_memory_pressure_not_a_memory_leak() -> None:
+    """A data store's memory is its data: Redis near maxmemory (or near its container's limit)
+    is the redis-memory-pressure scenario; the memory leak is about an application's pods."""
+    from somactl.runbook.classify import matching_scenarios
+
+    full = _r("redis.memory", Status.critical, signals={"redis_memory_ratio": 0.97})
+    v = decide(RB, "redis", [full], own=own_checks(RB, "redis"))
+    assert v.scenario is not None and v.scenario["id"] == "redis-memory-pressure"
+    assert v.other_scenarios == []
+    assert v.severity is not None and v.severity["level"] == "P2"
+    commands = [s.command for s in v.next_steps if s.command]
+    assert "somactl mitigate redis-flush" in commands
+    assert "somactl mitigate redis-restart" in commands
+    assert not any(c.startswith("somactl mitigate restart ") for c in commands)
+    # its own container near the limit: still Redis's scenario, the generic leak stands aside
+    assert matching_scenarios({"service": "redis", "memory_ratio": 0.95}, RB) == (
+        "redis-memory-pressure",
+    )
+    # an application's pods near their limit: the memory leak, as before
+    assert matching_scenarios({"service": "orchestrator", "memory_ratio": 0.95}, RB) == (
+        "memory-leak",
+    )
+    assert matching_scenarios({"memory_ratio": 0.95}, RB) == ("memory-leak",)
+
+
 def test_the_runner_files_results_under_their_check_with_code_and_hint() -> None:
     from somactl.checks.base import Check, run_checks
     from somactl.core.deadline import Deadline

@@ -128,7 +128,7 @@ def test_unknown_scenario_is_exit_2_naming_the_known_ones(capsys: Cap) -> None:
     assert "unknown scenario 'volcano'" in err
     assert (
         "known scenarios: database-performance, gateway-api-down, memory-leak, "
-        "security-incident, tool-adapter-failures" in err
+        "redis-memory-pressure, security-incident, tool-adapter-failures" in err
     )
     assert run(["runbook", "run", "gateway-api-dwon"]) == 2
     assert "did you mean gateway-api-down?" in capsys.readouterr().err
@@ -171,11 +171,17 @@ def test_list_shows_ids_titles_step_counts_and_signals(capsys: Cap) -> None:
         "database-performance",
         "tool-adapter-failures",
         "memory-leak",
+        "redis-memory-pressure",
         "security-incident",
     ]
     assert rows["security-incident"]["steps"] == 5
     assert rows["security-incident"]["manual"] == 3
-    assert rows["memory-leak"]["signals"] == ["memory_ratio", "redis_memory_ratio"]
+    assert rows["memory-leak"]["signals"] == ["memory_ratio"]
+    assert rows["redis-memory-pressure"]["signals"] == [
+        "redis_memory_ratio",
+        "service",
+        "memory_ratio",
+    ]
 
 
 @pytest.mark.parametrize(

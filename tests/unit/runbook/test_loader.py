@@ -63,7 +63,7 @@ def test_the_shipped_file_is_valid_and_complete() -> None:
     assert rb.defaults.tools_api_url == "http://localhost:8003"
     assert set(rb.scenarios) == {
         "gateway-api-down", "database-performance", "tool-adapter-failures", "memory-leak",
-        "security-incident",
+        "redis-memory-pressure", "security-incident",
     }  # fmt: skip
     assert rb.scenarios["gateway-api-down"].title == "Gateway API Down"
     assert rb.ic_rule("P0") is not None and not rb.ic_rule("P0").self_ic  # type: ignore[union-attr]
