@@ -11,14 +11,14 @@ argv. The runbook's metric names come from them: `pg_stat_activity_count{datname
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from somactl.lab.runtime import procs
+from somactl.lab.runtime.launch import Launch, RunningService, owned_http_status
 from somactl.lab.runtime.postgres import PostgresInstance
-from somactl.lab.runtime.procs import LOOPBACK, ProcRecord, StateFile, StopOutcome
+from somactl.lab.runtime.procs import LOOPBACK, ProcRecord, StateFile
 from somactl.lab.runtime.redis import RedisInstance
 
 POSTGRES_EXPORTER = "prometheus-postgres-exporter"
@@ -30,7 +30,7 @@ _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})?\s", re.MUL
 
 
 @dataclass(frozen=True)
-class Exporter:
+class Exporter(RunningService):
     name: str
     host: str
     port: int
@@ -57,69 +57,37 @@ class Exporter:
     def metric_names(self, timeout: float = 5.0) -> set[str]:
         return set(_METRIC_LINE.findall(self.metrics_text(timeout)))
 
-    def alive(self) -> bool:
-        return procs.record_alive(self.record)
 
-    def stop(self, timeout: float = 10.0) -> StopOutcome:
-        return procs.stop_recorded(self.state, self.record, timeout=timeout)
+def _answers_http(record: ProcRecord, port: int) -> bool:
+    status = owned_http_status(record, port, "/")
+    return status is not None and status < 500
 
 
 def _start_exporter(
+    run: Launch,
     name: str,
-    directory: Path,
     build_argv: Callable[[int], list[str]],
     *,
     env: Mapping[str, str],
-    state: StateFile,
-    port: int | None,
-    port_source: Callable[[], int],
-    timeout: float,
     kind: str,
 ) -> Exporter:
-    began = time.monotonic()
-    directory.mkdir(parents=True, exist_ok=True)
-
-    def launch(candidate: int) -> ProcRecord:
-        record = procs.spawn(
-            name,
-            build_argv(candidate),
-            log_dir=directory,
-            state=state,
-            ports={"metrics": candidate},
-            env=env,
-            cwd=directory,
-            meta={"kind": kind},
-        )
-
-        def probe() -> bool:
-            # Our pid must own the listening socket: a stranger on the port does not count.
-            if not procs.port_owned_by(record.pid, candidate):
-                return False
-            status, _ = procs.http_get(f"http://{LOOPBACK}:{candidate}/", timeout=1.0)
-            return status < 500
-
-        try:
-            procs.wait_ready(
-                record,
-                probe,
-                timeout=max(1.0, timeout - (time.monotonic() - began)),
-                what=f"{name} on {LOOPBACK}:{candidate}",
-                port=candidate,
-            )
-        except BaseException:
-            procs.stop_recorded(state, record)
-            raise
-        return record
-
-    record = procs.with_port_retry(launch, port=port, port_source=port_source)
+    record = run.start(
+        name,
+        build_argv,
+        _answers_http,
+        what=name,
+        port_key="metrics",
+        meta={"kind": kind},
+        env=env,
+    )
     return Exporter(
         name=name,
         host=LOOPBACK,
         port=record.ports["metrics"],
         pid=record.pid,
         record=record,
-        state=state,
-        timings={"total": time.monotonic() - began},
+        state=run.state,
+        timings={"total": run.elapsed()},
     )
 
 
@@ -135,21 +103,16 @@ def start_postgres_exporter(
     name: str = "postgres-exporter",
 ) -> Exporter:
     """Scrape `pg` as its monitoring role (pg_monitor)."""
-    directory = Path(directory).resolve()
     exe = procs.which_or_hint(
         binary if Path(binary).exists() else POSTGRES_EXPORTER, POSTGRES_EXPORTER
     )
     # lib/pq defaults to sslmode=require; the lab's server has no TLS.
     dsn = pg.dsn(pg.monitor_user) + "?sslmode=disable"
     return _start_exporter(
+        Launch.prepare(directory, state, timeout=timeout, port=port, port_source=port_source),
         name,
-        directory,
         lambda p: [exe, f"--web.listen-address={LOOPBACK}:{p}", "--log.level=warn"],
         env={"DATA_SOURCE_NAME": dsn},
-        state=state or StateFile(directory / "state.json"),
-        port=port,
-        port_source=port_source,
-        timeout=timeout,
         kind="postgres-exporter",
     )
 
@@ -166,22 +129,17 @@ def start_redis_exporter(
     name: str = "redis-exporter",
 ) -> Exporter:
     """Scrape `redis` as its default user (with requirepass, if the instance has one)."""
-    directory = Path(directory).resolve()
     exe = procs.which_or_hint(binary if Path(binary).exists() else REDIS_EXPORTER, REDIS_EXPORTER)
     # Set both explicitly so a REDIS_* variable inherited from our environment cannot leak in.
     env = {"REDIS_PASSWORD": redis.password or "", "REDIS_USER": ""}
     return _start_exporter(
+        Launch.prepare(directory, state, timeout=timeout, port=port, port_source=port_source),
         name,
-        directory,
         lambda p: [
             exe,
             f"-redis.addr=redis://{redis.host}:{redis.port}",
             f"-web.listen-address={LOOPBACK}:{p}",
         ],
         env=env,
-        state=state or StateFile(directory / "state.json"),
-        port=port,
-        port_source=port_source,
-        timeout=timeout,
         kind="redis-exporter",
     )

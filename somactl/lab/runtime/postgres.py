@@ -36,6 +36,7 @@ from pathlib import Path
 
 from somactl.core.redact import register_secret
 from somactl.lab.runtime import procs
+from somactl.lab.runtime.launch import Launch, RunningService
 from somactl.lab.runtime.procs import (
     LOOPBACK,
     MissingBinaryError,
@@ -136,7 +137,7 @@ def _os_user_ids(user: str) -> tuple[int, int, set[int]]:
 
 
 @dataclass(frozen=True)
-class PostgresInstance:
+class PostgresInstance(RunningService):
     """A running instance. DSNs carry passwords: this object's repr never shows them."""
 
     host: str
@@ -188,11 +189,8 @@ class PostgresInstance:
         """user@host:port/db, for messages."""
         return f"{user or self.superuser}@{self.host}:{self.port}/{dbname or self.dbname}"
 
-    def alive(self) -> bool:
-        return procs.record_alive(self.record)
-
     def stop(self, timeout: float = 15.0) -> StopOutcome:
-        return procs.stop_recorded(self.state, self.record, timeout=timeout)
+        return super().stop(timeout)
 
 
 def _config_block(
@@ -251,10 +249,8 @@ def start_postgres(
     name: str = "postgres",
 ) -> PostgresInstance:
     """initdb into `directory`, start Postgres on a free loopback port, create the roles."""
-    began = time.monotonic()
-    instance_dir = Path(directory).resolve()
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    state = state or StateFile(instance_dir / "state.json")
+    run = Launch.prepare(directory, state, timeout=timeout, port=port, port_source=port_source)
+    instance_dir = run.directory
     bin_path = find_bindir(bindir)
     _check_pg_stat_statements(bin_path)
 
@@ -288,9 +284,8 @@ def start_postgres(
 
     try:
         return _init_and_start(
-            instance_dir=instance_dir,
+            run,
             base=base,
-            state=state,
             bin_path=bin_path,
             run_as=run_as,
             uid=uid,
@@ -298,10 +293,6 @@ def start_postgres(
             passwords=passwords,
             max_connections=max_connections,
             settings=settings or {},
-            port=port,
-            port_source=port_source,
-            timeout=timeout,
-            began=began,
             name=name,
         )
     except BaseException:
@@ -311,10 +302,9 @@ def start_postgres(
 
 
 def _init_and_start(
+    run: Launch,
     *,
-    instance_dir: Path,
     base: Path,
-    state: StateFile,
     bin_path: Path,
     run_as: str | None,
     uid: int,
@@ -322,16 +312,13 @@ def _init_and_start(
     passwords: Mapping[str, str],
     max_connections: int,
     settings: Mapping[str, str | int],
-    port: int | None,
-    port_source: Callable[[], int],
-    timeout: float,
-    began: float,
     name: str,
 ) -> PostgresInstance:
+    instance_dir, state = run.directory, run.state
     data_dir = base / "data"
     timings: dict[str, float] = {}
     mark = time.monotonic()
-    _initdb(bin_path, base, data_dir, passwords[SUPERUSER], run_as, uid, instance_dir, timeout)
+    _initdb(bin_path, base, data_dir, passwords[SUPERUSER], run_as, uid, instance_dir, run.timeout)
     timings["initdb"] = time.monotonic() - mark
 
     socket_dir: Path | None = data_dir
@@ -345,38 +332,23 @@ def _init_and_start(
 
     superuser_password = passwords[SUPERUSER]
 
-    def launch(candidate: int) -> ProcRecord:
-        record = procs.spawn(
-            name,
-            [str(bin_path / "postgres"), "-D", str(data_dir), "-p", str(candidate)],
-            log_dir=instance_dir,
-            state=state,
-            ports={"postgres": candidate},
-            run_as=run_as,
-            cwd=base,
-            # SIGINT = fast shutdown (SIGTERM would wait for every client to leave).
-            stop_signal="SIGINT",
-            cleanup=cleanup,
-            meta={"data_dir": str(data_dir), "kind": "postgres"},
-        )
-        try:
-            procs.wait_ready(
-                record,
-                lambda: _ready(candidate, superuser_password, data_dir),
-                timeout=max(1.0, timeout - (time.monotonic() - began)),
-                what=f"postgres on {LOOPBACK}:{candidate}",
-                port=candidate,
-                log_context=2,
-            )
-        except BaseException:
-            procs.stop(record)
-            # Keep the data dir (cleanup paths) for the retry: only forget the process.
-            state.remove(record)
-            raise
-        return record
-
     mark = time.monotonic()
-    record = procs.with_port_retry(launch, port=port, port_source=port_source)
+    record = run.start(
+        name,
+        lambda candidate: [str(bin_path / "postgres"), "-D", str(data_dir), "-p", str(candidate)],
+        lambda _record, candidate: _ready(candidate, superuser_password, data_dir),
+        what="postgres",
+        port_key="postgres",
+        meta={"data_dir": str(data_dir), "kind": "postgres"},
+        cwd=base,
+        run_as=run_as,
+        # SIGINT = fast shutdown (SIGTERM would wait for every client to leave).
+        stop_signal="SIGINT",
+        cleanup=cleanup,
+        # A failed attempt keeps the data dir (cleanup paths) for the retry.
+        keep_cleanup_on_retry=True,
+        log_context=2,
+    )
     timings["start"] = time.monotonic() - mark
     actual_port = record.ports["postgres"]
 
@@ -387,7 +359,7 @@ def _init_and_start(
         procs.stop_recorded(state, record)
         raise
     timings["setup"] = time.monotonic() - mark
-    timings["total"] = time.monotonic() - began
+    timings["total"] = run.elapsed()
 
     return PostgresInstance(
         host=LOOPBACK,

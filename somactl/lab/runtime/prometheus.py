@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from somactl.lab.runtime import procs
-from somactl.lab.runtime.procs import LOOPBACK, ProcRecord, StartError, StateFile, StopOutcome
+from somactl.lab.runtime.launch import Launch, RunningService, owned_http_status
+from somactl.lab.runtime.procs import LOOPBACK, ProcRecord, StartError, StateFile
 
 PROMETHEUS = "prometheus"
 
@@ -60,7 +61,7 @@ def render_config(jobs: Iterable[ScrapeJob], scrape_interval: str) -> str:
 
 
 @dataclass(frozen=True)
-class PrometheusInstance:
+class PrometheusInstance(RunningService):
     host: str
     port: int
     pid: int
@@ -141,12 +142,6 @@ class PrometheusInstance:
             hint=f"see {self.record.log} and the exporters' logs",
         )
 
-    def alive(self) -> bool:
-        return procs.record_alive(self.record)
-
-    def stop(self, timeout: float = 10.0) -> StopOutcome:
-        return procs.stop_recorded(self.state, self.record, timeout=timeout)
-
 
 def start_prometheus(
     directory: str | Path,
@@ -161,54 +156,29 @@ def start_prometheus(
     timeout: float = 20.0,
     name: str = "prometheus",
 ) -> PrometheusInstance:
-    began = time.monotonic()
-    instance_dir = Path(directory).resolve()
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    state = state or StateFile(instance_dir / "state.json")
+    run = Launch.prepare(directory, state, timeout=timeout, port=port, port_source=port_source)
+    instance_dir = run.directory
     exe = procs.which_or_hint(binary if Path(binary).exists() else PROMETHEUS, PROMETHEUS)
     config_path = instance_dir / "prometheus.yml"
     config_path.write_text(render_config(normalise_jobs(jobs), scrape_interval))
     tsdb = instance_dir / "data"
 
-    def launch(candidate: int) -> ProcRecord:
-        record = procs.spawn(
-            name,
-            [
-                exe,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={tsdb}",
-                f"--storage.tsdb.retention.time={retention}",
-                f"--web.listen-address={LOOPBACK}:{candidate}",
-                "--web.enable-lifecycle",
-                "--log.level=warn",
-            ],
-            log_dir=instance_dir,
-            state=state,
-            ports={"web": candidate},
-            cwd=instance_dir,
-            meta={"kind": "prometheus", "config": str(config_path)},
-        )
-
-        def probe() -> bool:
-            if not procs.port_owned_by(record.pid, candidate):
-                return False
-            status, _ = procs.http_get(f"http://{LOOPBACK}:{candidate}/-/ready", timeout=1.0)
-            return status == 200
-
-        try:
-            procs.wait_ready(
-                record,
-                probe,
-                timeout=max(1.0, timeout - (time.monotonic() - began)),
-                what=f"prometheus on {LOOPBACK}:{candidate}",
-                port=candidate,
-            )
-        except BaseException:
-            procs.stop_recorded(state, record)
-            raise
-        return record
-
-    record = procs.with_port_retry(launch, port=port, port_source=port_source)
+    record = run.start(
+        name,
+        lambda candidate: [
+            exe,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={tsdb}",
+            f"--storage.tsdb.retention.time={retention}",
+            f"--web.listen-address={LOOPBACK}:{candidate}",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+        ],
+        lambda record, candidate: owned_http_status(record, candidate, "/-/ready") == 200,
+        what="prometheus",
+        port_key="web",
+        meta={"kind": "prometheus", "config": str(config_path)},
+    )
     return PrometheusInstance(
         host=LOOPBACK,
         port=record.ports["web"],
@@ -217,6 +187,6 @@ def start_prometheus(
         config_path=config_path,
         scrape_interval=scrape_interval,
         record=record,
-        state=state,
-        timings={"total": time.monotonic() - began},
+        state=run.state,
+        timings={"total": run.elapsed()},
     )

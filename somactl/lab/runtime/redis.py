@@ -14,7 +14,6 @@ Secrets go into a 0600 redis.conf, never argv (argv is world-readable in /proc).
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,8 @@ from typing import Any
 
 from somactl.core.redact import register_secret
 from somactl.lab.runtime import procs
-from somactl.lab.runtime.procs import LOOPBACK, ProcRecord, StateFile, StopOutcome
+from somactl.lab.runtime.launch import Launch, RunningService
+from somactl.lab.runtime.procs import LOOPBACK, ProcRecord, StateFile
 
 ONCALL_USER = "oncall"
 RESTRICTED_USER = "oncall-restricted"
@@ -33,7 +33,7 @@ DEFAULT_ACL_RULES: Mapping[str, str] = {
 
 
 @dataclass(frozen=True)
-class RedisInstance:
+class RedisInstance(RunningService):
     """A running redis-server. URLs may carry passwords: repr never shows them."""
 
     host: str
@@ -71,12 +71,6 @@ class RedisInstance:
             password=self.user_passwords[user] if user is not None else self.password,
             **kwargs,
         )
-
-    def alive(self) -> bool:
-        return procs.record_alive(self.record)
-
-    def stop(self, timeout: float = 10.0) -> StopOutcome:
-        return procs.stop_recorded(self.state, self.record, timeout=timeout)
 
 
 def _client(
@@ -121,10 +115,8 @@ def start_redis(
     name: str = "redis",
 ) -> RedisInstance:
     """Start redis-server on a free loopback port; `acl_users=None` creates no ACL users."""
-    began = time.monotonic()
-    instance_dir = Path(directory).resolve()
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    state = state or StateFile(instance_dir / "state.json")
+    run = Launch.prepare(directory, state, timeout=timeout, port=port, port_source=port_source)
+    instance_dir = run.directory
     redis_server = procs.which_or_hint(binary, "redis-server")
 
     password = secrets.token_urlsafe(24) if requirepass else None
@@ -159,50 +151,33 @@ def start_redis(
     conf = instance_dir / "redis.conf"
     procs.write_private(conf, "\n".join(lines) + "\n")
 
-    def launch(candidate: int) -> ProcRecord:
-        record = procs.spawn(
-            name,
-            [redis_server, str(conf), "--port", str(candidate)],
-            log_dir=instance_dir,
-            state=state,
-            ports={"redis": candidate},
-            cwd=instance_dir,
-            meta={"kind": "redis"},
-        )
-
-        def probe() -> bool:
-            client = _client(candidate, password=password, timeout=1.0)
-            try:
-                info = client.info("server")
-            finally:
-                client.close()
-            # The process id proves this is our server, not a stranger that got the port.
-            return int(info.get("process_id", -1)) == record.pid
-
+    def probe(record: ProcRecord, candidate: int) -> bool:
+        client = _client(candidate, password=password, timeout=1.0)
         try:
-            procs.wait_ready(
-                record,
-                probe,
-                timeout=max(1.0, timeout - (time.monotonic() - began)),
-                what=f"redis-server on {LOOPBACK}:{candidate}",
-                port=candidate,
-            )
-        except BaseException:
-            procs.stop_recorded(state, record)
-            raise
-        return record
+            info = client.info("server")
+        finally:
+            client.close()
+        # The process id proves this is our server, not a stranger that got the port.
+        return int(info.get("process_id", -1)) == record.pid
 
-    record = procs.with_port_retry(launch, port=port, port_source=port_source)
+    record = run.start(
+        name,
+        lambda candidate: [redis_server, str(conf), "--port", str(candidate)],
+        probe,
+        what="redis-server",
+        port_key="redis",
+        meta={"kind": "redis"},
+    )
     return RedisInstance(
         host=LOOPBACK,
         port=record.ports["redis"],
         pid=record.pid,
         instance_dir=instance_dir,
         record=record,
-        state=state,
+        state=run.state,
         password=password,
         user_passwords=user_passwords,
         maxmemory=maxmemory,
         maxmemory_policy=maxmemory_policy,
-        timings={"total": time.monotonic() - began},
+        timings={"total": run.elapsed()},
     )
