@@ -170,58 +170,43 @@ def start_backends(
     def remaining() -> float:
         return max(1.0, timeout - (time.monotonic() - began))
 
-    def postgres_chain() -> tuple[PostgresInstance, Exporter]:
-        pg = _timed(
+    def started(key: str, start: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """`start` into its own subdirectory of the shared state, within the time left; timed."""
+        return _timed(
             timings,
-            "postgres",
-            lambda: start_postgres(
-                root / "postgres",
-                state=state,
-                max_connections=pg_max_connections,
-                settings=pg_settings,
-                timeout=remaining(),
+            key,
+            lambda: start(
+                root / key.replace("_", "-"), *args, state=state, timeout=remaining(), **kwargs
             ),
+        )
+
+    def postgres_chain() -> tuple[PostgresInstance, Exporter]:
+        pg = started(
+            "postgres", start_postgres, max_connections=pg_max_connections, settings=pg_settings
         )
         for key, value in pg.timings.items():
             timings[f"postgres.{key}"] = round(value, 3)
-        exporter = _timed(
-            timings,
+        return pg, started(
             "postgres_exporter",
-            lambda: start_postgres_exporter(
-                root / "postgres-exporter",
-                pg,
-                state=state,
-                port_source=_first_then_free(pg_exporter_port),
-                timeout=remaining(),
-            ),
+            start_postgres_exporter,
+            pg,
+            port_source=_first_then_free(pg_exporter_port),
         )
-        return pg, exporter
 
     def redis_chain() -> tuple[RedisInstance, Exporter]:
-        server = _timed(
-            timings,
+        server = started(
             "redis",
-            lambda: start_redis(
-                root / "redis",
-                state=state,
-                maxmemory=redis_maxmemory,
-                maxmemory_policy=redis_policy,
-                requirepass=redis_requirepass,
-                timeout=remaining(),
-            ),
+            start_redis,
+            maxmemory=redis_maxmemory,
+            maxmemory_policy=redis_policy,
+            requirepass=redis_requirepass,
         )
-        exporter = _timed(
-            timings,
+        return server, started(
             "redis_exporter",
-            lambda: start_redis_exporter(
-                root / "redis-exporter",
-                server,
-                state=state,
-                port_source=_first_then_free(redis_exporter_port),
-                timeout=remaining(),
-            ),
+            start_redis_exporter,
+            server,
+            port_source=_first_then_free(redis_exporter_port),
         )
-        return server, exporter
 
     planned_jobs = [
         ScrapeJob(POSTGRES_JOB, (f"{procs.LOOPBACK}:{pg_exporter_port}",)),
@@ -230,16 +215,8 @@ def start_backends(
     ]
 
     def prometheus_chain() -> PrometheusInstance:
-        return _timed(
-            timings,
-            "prometheus",
-            lambda: start_prometheus(
-                root / "prometheus",
-                planned_jobs,
-                state=state,
-                scrape_interval=scrape_interval,
-                timeout=remaining(),
-            ),
+        return started(
+            "prometheus", start_prometheus, planned_jobs, scrape_interval=scrape_interval
         )
 
     try:
