@@ -279,28 +279,26 @@ def record_alive(record: ProcRecord) -> bool:
     return is_alive(record.pid, record.start_ticks)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live pids whose process group is `pgid` (for 'nothing left behind' checks)."""
-    members = []
+def _live_pids(match: Callable[[ProcStat], bool]) -> list[int]:
+    """Live pids (not zombies) whose /proc/<pid>/stat satisfies `match`."""
+    pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         stat = proc_stat(int(entry))
-        if stat is not None and stat.pgid == pgid and stat.state not in ("Z", "X", "x"):
-            members.append(int(entry))
-    return members
+        if stat is not None and match(stat) and stat.state not in ("Z", "X", "x"):
+            pids.append(int(entry))
+    return pids
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live pids whose process group is `pgid` (for 'nothing left behind' checks)."""
+    return _live_pids(lambda stat: stat.pgid == pgid)
 
 
 def children_of(pid: int) -> list[int]:
     """Live direct children of `pid`."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        stat = proc_stat(int(entry))
-        if stat is not None and stat.ppid == pid and stat.state not in ("Z", "X", "x"):
-            kids.append(int(entry))
-    return kids
+    return _live_pids(lambda stat: stat.ppid == pid)
 
 
 def run_as_kwargs(user: str | None) -> dict[str, Any]:
