@@ -390,13 +390,15 @@ def drill(
         raise KeyboardInterrupt  # SIGTERM ends the drill like Ctrl-C: say what was broken
 
     signal.signal(signal.SIGTERM, _on_term)
-    scenarios.break_scenario(info, name)
-    say("Drill started: something in production just broke. You are on call.")
-    say("Start with `somactl status` / `somactl diagnose SERVICE`. The clock is running.")
     began = time.monotonic()
     fixed, why, interrupted = False, "", False
-
+    # the break is inside the try: a stop that lands while it is applied (or just after, before
+    # the loop) still says what was broken and how to heal it
     try:
+        scenarios.break_scenario(info, name)
+        say("Drill started: something in production just broke. You are on call.")
+        say("Start with `somactl status` / `somactl diagnose SERVICE`. The clock is running.")
+        began = time.monotonic()
         while time.monotonic() - began < limit:
             time.sleep(5)
             fixed, why = scenarios.is_fixed(info, name)
