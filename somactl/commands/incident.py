@@ -132,6 +132,21 @@ def _render_op(opts: GlobalOptions, d: dict[str, Any]) -> str:
                 "PAGE NOT SENT: this severity pages the on-call and the incident commander, "
                 "and no PagerDuty routing key is configured: page them by hand"
             )
+    earlier = d.get("before_declaration") or []
+    if earlier:
+        service = (d.get("incident") or {}).get("service")
+        n = len(earlier)
+        lines += [
+            "",
+            f"{n} action{'' if n == 1 else 's'} on {service} in the "
+            f"{d['before_declaration_window']} before declaration "
+            + ("would go" if d.get("dry_run") else "went")
+            + " on the timeline:",
+        ]
+        lines += [
+            f"  {a['at'][11:16]}  {a['kind']} {a['target']}: {a['outcome']} (by {a['actor']})"
+            for a in earlier
+        ]
     incident = d.get("incident")
     ref = incident.get("id") if isinstance(incident, dict) else incident
     if ref and d.get("dry_run"):

@@ -17,7 +17,10 @@ Use it as:
         ...apply...
         rec.result("ok", {"revision": 6})
 
-When an incident is open, `action()` also puts `action_planned` / `action_applied` on its timeline.
+When an incident is open, `action()` also puts `action_planned` / `action_applied` on its timeline
+(an action that started before any incident was open goes on the one declared while it ran, from
+its result on). An intent names the runbook service acted on (`service`), so a declaration can put
+the actions of the hour before it on the new incident's timeline (`actions_between`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -261,6 +265,7 @@ class AuditJournal:
         *,
         incident: str | None = None,
         event_id: str | None = None,
+        service: str | None = None,
     ) -> dict[str, Any]:
         return self.append(
             {
@@ -269,6 +274,7 @@ class AuditJournal:
                 "kind": kind,
                 "target": target,
                 "incident": incident,
+                **({"service": service} if service else {}),
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "plan": dict(plan or {}),
@@ -354,6 +360,65 @@ class AuditJournal:
 
         return list(deque(self.records(), maxlen=max(0, n)))
 
+    def records_since(self, since: datetime) -> list[dict[str, Any]]:
+        """The parseable records stamped at or after `since`, oldest first.
+
+        Records are appended in time order (stamped under the lock), so the file is read
+        backwards from its end and the read stops at the first older record: the cost is the
+        window's, not the journal's.
+        """
+        if not self.path.exists():
+            return []
+        cutoff = fmt_ts(since)  # the stamps' format sorts as time does
+        newest_first: list[dict[str, Any]] = []
+        with self.path.open("rb") as fh:
+            pos = fh.seek(0, os.SEEK_END)
+            carry = b""  # the start of a line whose beginning is in the part not read yet
+            while pos > 0:
+                step = min(64 * 1024, pos)
+                pos -= step
+                fh.seek(pos)
+                lines = (fh.read(step) + carry).split(b"\n")
+                carry = lines.pop(0) if pos > 0 else b""
+                for line in reversed(lines):
+                    rec = _parse(line)
+                    if rec is None:
+                        continue
+                    if str(rec.get("ts", "")) < cutoff:
+                        return newest_first[::-1]
+                    newest_first.append(rec)
+        return newest_first[::-1]
+
+    def actions_between(
+        self, since: datetime, until: datetime, *, service: str
+    ) -> list[dict[str, Any]]:
+        """Actions on runbook service `service` whose intent is stamped in [since, until], oldest
+        first: each intent merged with how it ended by `until` (`outcome` ok / failed / unknown /
+        aborted, or `running` when there is no result yet and its process is alive; `result`:
+        the closing record or None)."""
+        hi = fmt_ts(until)
+        intents: dict[str, dict[str, Any]] = {}
+        closing: dict[str, dict[str, Any]] = {}
+        for rec in self.records_since(since):
+            if str(rec.get("ts", "")) > hi:
+                break
+            eid = str(rec.get("event_id"))
+            if rec.get("phase") == "intent" and rec.get("service") == service:
+                intents[eid] = rec
+            elif rec.get("phase") in ("result", "aborted") and eid in intents:
+                closing[eid] = rec
+        out = []
+        for eid, intent in intents.items():
+            end = closing.get(eid)
+            if end is None:
+                outcome = "running" if _still_running(intent) else "unknown"
+            elif end.get("phase") == "aborted":
+                outcome = "aborted"
+            else:
+                outcome = str(end.get("outcome"))
+            out.append({**intent, "outcome": outcome, "result": end})
+        return out
+
     def last_action(self, kind: str, target: str | None = None) -> dict[str, Any] | None:
         """The latest intent of `kind` (on `target`), merged with how it ended.
 
@@ -431,7 +496,12 @@ class ActionRecord:
             except OSError:
                 self.incident = None
         self.journal.intent(
-            self.kind, self.target, self.plan, incident=self.incident, event_id=self.event_id
+            self.kind,
+            self.target,
+            self.plan,
+            incident=self.incident,
+            event_id=self.event_id,
+            service=self.service,
         )
         crash_point("audit:intent")
         self._timeline(
@@ -451,6 +521,7 @@ class ActionRecord:
             raise RuntimeError(f"action {self.event_id} already has its outcome ({self.outcome})")
         self.outcome = outcome
         self.details = dict(details or {})
+        self._declared_meanwhile()
         crash_point("audit:before-result")
         try:
             self.journal.result(
@@ -480,6 +551,7 @@ class ActionRecord:
             raise RuntimeError(f"action {self.event_id} already has its outcome ({self.outcome})")
         self.outcome = "aborted"
         self.details = {"reason": reason, **dict(details or {})}
+        self._declared_meanwhile()
         try:
             self.journal.aborted(
                 self.event_id,
@@ -521,6 +593,18 @@ class ActionRecord:
         else:
             message = exc.message if isinstance(exc, SomactlError) else type(exc).__name__
             self.result("failed", {"error": message})
+
+    def _declared_meanwhile(self) -> None:
+        """No incident was open when the action started: one declared while it ran (its
+        timeline lists this action as planned before the declaration) gets the outcome."""
+        if self.incident is not None or not self.timeline:
+            return
+        from somactl.incident.store import find_open_incident
+
+        try:
+            self.incident = find_open_incident(self.journal.state_dir, service=self.service)
+        except OSError:
+            self.incident = None
 
     def _timeline(self, kind: str, summary: str, details: dict[str, Any]) -> None:
         if not self.timeline or self.incident is None:
@@ -581,6 +665,13 @@ def _pid_alive(host: Any, pid: Any) -> bool:
     except PermissionError:
         return True
     return pid != os.getpid()
+
+
+def _still_running(intent: Mapping[str, Any]) -> bool:
+    """The process that wrote `intent` is alive (this one included: it is still in the action)."""
+    if intent.get("host") == socket.gethostname() and intent.get("pid") == os.getpid():
+        return True
+    return _pid_alive(intent.get("host"), intent.get("pid"))
 
 
 def verify(path: str | os.PathLike[str]) -> VerifyReport:

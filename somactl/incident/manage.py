@@ -10,6 +10,10 @@ resolve):
    record closes the intent.
 A failing sink never undoes step 2: the operation reports every sink's result and the caller
 exits 9. `dry_run` performs none of the writes and sends nothing: it shows the payloads.
+
+A declaration for a service also puts the actions the audit journal holds on that service from
+the BEFORE_DECLARATION window before it (responders often mitigate first and declare when that
+did not help) on the new incident's timeline, with their own times, marked "before declaration".
 """
 
 from __future__ import annotations
@@ -37,17 +41,24 @@ from somactl.incident.notify import (
 )
 from somactl.incident.store import (
     OPEN_STATUSES,
+    EarlierEvent,
     Incident,
     IncidentStore,
     crash_point,
     default_actor,
     fmt_ts,
+    parse_ts,
     utcnow,
 )
 from somactl.runbook.schema import Runbook
 
 if TYPE_CHECKING:
     from somactl.config.settings import Settings
+
+# How far back a declaration looks in the audit journal for actions on its service. An hour
+# covers "mitigated, watched, then declared" without pulling in the previous, unrelated change;
+# a constant until runbooks.yaml carries it.
+BEFORE_DECLARATION = timedelta(minutes=60)
 
 
 @dataclass
@@ -233,6 +244,62 @@ def _record_sink(
         )
 
 
+def _earlier_actions(
+    env: IncidentEnv, service: str | None, now: datetime
+) -> tuple[list[dict[str, Any]], list[EarlierEvent], list[str]]:
+    """The journal's actions on `service` in the BEFORE_DECLARATION window before `now`: as
+    reported, as timeline events, and a note if the journal could not be read."""
+    if service is None:
+        return [], [], []
+    try:
+        found = env.journal().actions_between(now - BEFORE_DECLARATION, now, service=service)
+    except OSError as exc:
+        return [], [], [f"actions before declaration not added: audit journal: {exc.strerror}"]
+    events = sorted((_earlier_event(a) for a in found), key=lambda e: e.at)
+    shown = [
+        {
+            "at": fmt_ts(e.at),
+            "kind": e.details["kind"],
+            "target": e.details["target"],
+            "outcome": e.details["outcome"],
+            "actor": e.actor,
+            "event_id": e.details["event_id"],
+        }
+        for e in events
+    ]
+    return shown, events, []
+
+
+def _earlier_event(action: dict[str, Any]) -> EarlierEvent:
+    """One journaled action as a timeline event: `action_applied` (at its result's time) once it
+    ended, `action_planned` while it still runs (its result then reaches the new incident)."""
+    end = action.get("result") or {}
+    outcome = str(action["outcome"])
+    what = f"{action.get('kind')} {action.get('target')}"
+    details: dict[str, Any] = {
+        "before_declaration": True,
+        "event_id": action.get("event_id"),
+        "kind": action.get("kind"),
+        "target": action.get("target"),
+        "outcome": outcome,
+        "journal_seq": action.get("seq"),
+    }
+    at = parse_ts(end.get("ts") or action.get("ts")) or utcnow()
+    actor = str(action.get("actor") or "unknown")
+    if outcome == "running":
+        details["plan"] = action.get("plan") or {}
+        return EarlierEvent(
+            at, "action_planned", actor, f"before declaration: planned: {what}", details
+        )
+    summary = f"before declaration: {what}: {outcome}"
+    if outcome == "aborted":
+        summary += f" ({end.get('reason')})"
+    elif not end:
+        summary += " (no result recorded)"
+    details["details"] = end.get("details") or {}
+    return EarlierEvent(at, "action_applied", actor, summary, details)
+
+
 def _links(runbook: Runbook) -> tuple[tuple[str, str], ...]:
     return (("Status page", runbook.communication.status_page),)
 
@@ -261,6 +328,7 @@ def declare(
     paging = msg.paging_for(env.runbook, severity, override=page)
     category = "security" if security else None
     now = env.clock()
+    earlier, earlier_events, earlier_notes = _earlier_actions(env, service, now)
     if env.dry_run:
         num = _peek_next_num(env.state_dir)
         inc = _preview(
@@ -288,6 +356,7 @@ def declare(
             actor=env.actor,
             now=now,
             details={"paging": paging.label},
+            earlier=earlier_events,
         )
     try:
         text = msg.declaration_message(env.runbook, inc)
@@ -316,8 +385,18 @@ def declare(
     finally:
         if store is not None:
             store.close()
-    out = OpResult(final.to_dict(), text, results, dry_run=env.dry_run, notes=env.skipped_sinks)
+    out = OpResult(
+        final.to_dict(),
+        text,
+        results,
+        dry_run=env.dry_run,
+        notes=[*env.skipped_sinks, *earlier_notes],
+    )
     out.incident["war_room"] = msg.war_room(env.runbook, final.num)
+    out.extra["before_declaration"] = earlier
+    out.extra["before_declaration_window"] = (
+        f"{int(BEFORE_DECLARATION.total_seconds() // 60)} minutes"
+    )
     out.extra["paging"] = {
         "page": paging.page,
         "roles": list(paging.roles),

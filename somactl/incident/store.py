@@ -253,6 +253,18 @@ class Event:
         }
 
 
+@dataclass(frozen=True)
+class EarlierEvent:
+    """An event from before the declaration (an action from the audit journal), written on the new
+    incident's timeline with its own time, ahead of the `declared` event."""
+
+    at: datetime
+    kind: str
+    actor: str
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 _INCIDENT_COLS = (
     "num, severity, title, impact, service, category, status, commander, responders, "
     "declared_at, acknowledged_at, resolved_at, last_update_at, next_update_due, update_count, "
@@ -535,8 +547,12 @@ class IncidentStore:
         actor: str | None = None,
         details: Mapping[str, Any] | None = None,
         now: datetime | None = None,
+        earlier: Sequence[EarlierEvent] = (),
     ) -> Incident:
-        """Record a new incident and its `declared` event; the id is allocated under the lock."""
+        """Record a new incident and its `declared` event; the id is allocated under the lock.
+
+        `earlier` events go on the timeline first (the timeline is in id order), in the same
+        transaction."""
         if not SEVERITY_RE.match(severity):
             raise UsageError(f"severity must be P0-P4, not {severity!r}")
         at = now or utcnow()
@@ -561,6 +577,8 @@ class IncidentStore:
                 ),
             )
             crash_point("declare:row")
+            for e in earlier:
+                self._append(num, e.kind, e.summary, e.details, e.actor, e.at)
             self._append(
                 num,
                 "declared",

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from somactl.app import run
+from somactl.incident import audit
 from somactl.incident.store import IncidentStore
 
 Cap = pytest.CaptureFixture[str]
@@ -80,3 +81,139 @@ def test_a_severity_change_on_a_later_day_carries_its_date(
     rc, md = pir(capsys, "pir", "1")
     assert rc == 0  # still open: the review can be drafted
     assert "- **Severity:** P1 (peak; P3 at 14:00 -> P1 at 2024-01-16 02:00)\n" in md
+
+
+# --- actions taken before the incident was declared ----------------------------------------------
+
+
+def _act_at(
+    monkeypatch: pytest.MonkeyPatch,
+    state: Path,
+    when: datetime,
+    kind: str,
+    target: str,
+    service: str | None,
+    outcome: audit.Outcome = "ok",
+) -> str:
+    """A real journaled action (AuditJournal.action, as `somactl mitigate` runs it), stamped
+    `when`."""
+    journal = audit.AuditJournal(state)
+    with monkeypatch.context() as m:
+        m.setattr(audit, "utcnow", lambda: when)
+        with journal.action(kind, target, {"to_revision": 6}, service=service) as rec:
+            rec.result(outcome, {"message": "done"})
+    assert rec.incident is None  # nothing was open: the journal alone
+    return rec.event_id
+
+
+def test_actions_in_the_hour_before_declaration_go_on_the_timeline(
+    cli_env: dict[str, str], capsys: Cap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = Path(cli_env["SOMACTL_STATE_DIR"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    gw = "deployment/gateway-api (somagent)"
+    _act_at(monkeypatch, state, now - timedelta(minutes=70), "mitigate.restart", gw, "gateway-api")
+    rollback = _act_at(
+        monkeypatch, state, now - timedelta(minutes=50), "mitigate.rollback", gw, "gateway-api"
+    )
+    _act_at(monkeypatch, state, now - timedelta(minutes=40), "mitigate.scale", gw, "gateway-api",
+            outcome="failed")  # fmt: skip
+    _act_at(monkeypatch, state, now - timedelta(minutes=5), "mitigate.restart",
+            "deployment/billing-api (somagent)", "billing-api")  # fmt: skip
+    _act_at(monkeypatch, state, now - timedelta(minutes=3), "k", "t", None)
+    rc, env = pir_json(
+        capsys, "incident", "declare", "-s", "P1", "--title", "Gateway 5xx", "--impact", "20%",
+        "--service", "gateway-api",
+    )  # fmt: skip
+    assert rc == 0
+    before = env["data"]["before_declaration"]
+    assert [(a["kind"], a["outcome"]) for a in before] == [
+        ("mitigate.rollback", "ok"),
+        ("mitigate.scale", "failed"),
+    ]
+    assert env["data"]["before_declaration_window"] == "60 minutes"
+    rc, env = pir_json(capsys, "incident", "timeline")
+    assert rc == 0
+    events = env["data"]["events"]
+    assert [e["kind"] for e in events] == ["action_applied", "action_applied", "declared"]
+    first = events[0]
+    assert first["at"] == (now - timedelta(minutes=50)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert first["summary"] == f"before declaration: mitigate.rollback {gw}: ok"
+    assert first["details"]["before_declaration"] is True
+    assert first["details"]["event_id"] == rollback
+    assert first["details"]["outcome"] == "ok"
+    rc, md = pir(capsys, "pir")
+    assert rc == 0
+    at = now - timedelta(minutes=50)
+    stamp = at.strftime("%H:%M" if at.date() == now.date() else "%Y-%m-%d %H:%M")  # midnight
+    assert f"- {stamp} - before declaration: mitigate.rollback {gw}: ok [oncall-tester]\n" in md
+    assert f"Follow up: mitigate.scale {gw} ended failed" in md
+    assert "billing-api" not in md and "mitigate.restart" not in md
+
+
+def test_an_action_running_at_declaration_gets_its_result_on_the_timeline(
+    cli_env: dict[str, str], capsys: Cap
+) -> None:
+    state = Path(cli_env["SOMACTL_STATE_DIR"])
+    j = audit.AuditJournal(state)
+    with j.action("mitigate.rollback", "deployment/gateway-api", {}, service="gateway-api") as rec:
+        rc, env = pir_json(
+            capsys, "incident", "declare", "-s", "P2", "--title", "t", "--impact", "i",
+            "--service", "gateway-api",
+        )  # fmt: skip
+        assert rc == 0
+        assert [a["outcome"] for a in env["data"]["before_declaration"]] == ["running"]
+        rec.result("ok", {"revision": 6})
+    assert rec.incident == "INC-1"  # found when the result came
+    with IncidentStore(state) as st:
+        events = st.timeline(1)
+    assert [(e.kind, e.details.get("before_declaration")) for e in events] == [
+        ("action_planned", True),
+        ("declared", None),
+        ("action_applied", None),
+    ]
+    assert (
+        events[0].summary == "before declaration: planned: mitigate.rollback deployment/gateway-api"
+    )
+    assert events[2].details["event_id"] == rec.event_id and events[2].details["outcome"] == "ok"
+    assert [r["incident"] for r in j.records()] == [None, "INC-1"]
+
+
+def test_a_dry_run_declaration_lists_the_earlier_actions_and_writes_nothing(
+    cli_env: dict[str, str], capsys: Cap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = Path(cli_env["SOMACTL_STATE_DIR"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    _act_at(monkeypatch, state, now - timedelta(minutes=10), "mitigate.rollback",
+            "deployment/gateway-api (somagent)", "gateway-api")  # fmt: skip
+    rc = run(
+        ["incident", "declare", "-s", "P2", "--title", "t", "--impact", "i",
+         "--service", "gateway-api", "--dry-run"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "1 action on gateway-api in the 60 minutes before declaration" in out
+    assert "mitigate.rollback deployment/gateway-api (somagent): ok" in out
+    assert not (state / "incidents.db").exists()
+
+
+def test_the_window_is_read_from_the_end_of_a_long_journal(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # records_since reads backwards; it must give what a full forward read filtered by time gives,
+    # across chunk boundaries (64 KiB) and with a torn last line
+    j = audit.AuditJournal(state_dir)
+    clock = iter(T0 + timedelta(seconds=i) for i in range(10_000))
+    monkeypatch.setattr(audit, "utcnow", lambda: next(clock))
+    for i in range(1200):
+        j.append({"phase": "intent", "kind": "k", "target": "x" * (i % 97), "event_id": str(i)})
+    recs = list(j.records())
+    assert j.path.stat().st_size > 4 * 64 * 1024
+    with j.path.open("ab") as fh:
+        fh.write(b'{"torn": ')
+    since = T0 + timedelta(seconds=700)
+    got = j.records_since(since)
+    assert got == recs[700:] and got[0]["ts"] == "2024-01-15T14:11:40Z"
+    assert j.records_since(T0) == recs
+    assert j.records_since(T0 + timedelta(days=1)) == []
+    assert audit.AuditJournal(state_dir / "none").records_since(since) == []
