@@ -34,7 +34,7 @@ def test_validate_prints_one_ok_line_with_counts(capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1
     assert out[0].startswith("ok: ")
-    assert "10 services, 6 queries, 5 scenarios, 19 rules" in out[0]
+    assert "10 services, 6 queries, 6 scenarios, 19 rules" in out[0]
 
 
 def test_validate_json_envelope(capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,7 +43,7 @@ def test_validate_json_envelope(capsys: pytest.CaptureFixture[str]) -> None:
     assert env["somactl"] == 1 and env["command"] == "runbook validate"
     assert env["status"] == "ok" and env["exit_code"] == 0
     assert env["data"]["valid"] is True
-    assert env["data"]["counts"]["scenarios"] == 5
+    assert env["data"]["counts"]["scenarios"] == 6
 
 
 def test_validate_error_is_exit_3_in_the_envelope_too(
