@@ -8,6 +8,7 @@ evaluates them (checks sit below the runbook layer).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +18,23 @@ from somactl.core.exitcodes import ExitCode
 
 RANGE_MINUTES = 30
 RANGE_STEP = "60s"
+# A value over the runbook's window (5m) that is warn or critical is re-read over the last
+# minute: right after a fix the 5-minute rate still averages in the broken minutes, and the
+# on-call must see that it is already falling (the status stays the runbook's).
+RECENT_SECONDS = 60
+_RANGE = re.compile(r"\[(\d+)([smhd])\]")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def with_window(promql: str, seconds: float) -> str:
+    """The query with every range selector (`[5m]`) set to `seconds`: after a fix, a 5-minute
+    window would still average in the broken minutes before it."""
+    return _RANGE.sub(f"[{max(1, int(seconds))}s]", promql)
+
+
+def longest_window(promql: str) -> int:
+    """The longest range selector of the query, in seconds (0: none)."""
+    return max((int(n) * _UNIT_SECONDS[u] for n, u in _RANGE.findall(promql)), default=0)
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,13 @@ def query_check(
             sig = max(sig, query.signal_min)
         signals[query.signal] = round(sig, 6)
     summary = f"{fmt(value, query.unit)} ({thresholds})"
+    recent = _recent(client, query, promql, status)
+    if recent is not None:
+        evidence["recent"] = recent
+        summary += f"; last {RECENT_SECONDS // 60}m: {fmt(recent['value'], query.unit)}"
+        if recent["status"] == "ok":
+            window = longest_window(promql) // 60
+            summary += f", under the thresholds (the {window}m window still holds earlier minutes)"
     trend = describe_trend(series, query.unit)
     if trend:
         summary += f"; {trend}"
@@ -171,6 +196,23 @@ def query_check(
         facts={"value": value},
         raw=raw,
     )
+
+
+def _recent(client: Any, query: PromQuery, promql: str, status: Status) -> dict[str, Any] | None:
+    """The value over the last minute, when the runbook's window says warn/critical."""
+    from somactl.core.errors import SomactlError
+
+    if status is Status.ok or longest_window(promql) <= RECENT_SECONDS:
+        return None
+    try:
+        value = _value(client.query(with_window(promql, RECENT_SECONDS)))
+    except SomactlError:
+        return None  # the runbook's value stands on its own; no time left is no reason to fail
+    if value is None and query.empty_means is not None:
+        value = query.empty_means
+    if value is None or not math.isfinite(value):
+        return None
+    return {"seconds": RECENT_SECONDS, "value": value, "status": str(query.level(value))}
 
 
 def describe_trend(series: list[list[float]], unit: str = "") -> str:

@@ -21,7 +21,9 @@ Examples:
 
 \b
 Pods ready from the Deployments and StatefulSets, `up`, error rate and p95 from the runbook's
-Prometheus queries (thresholds in runbooks.yaml), tool adapters from the tools API.
+Prometheus queries (thresholds in runbooks.yaml), tool adapters from the tools API. A value
+over a threshold is followed by its last minute when that reads otherwise ("48% 1m 0.0%":
+fixed a minute ago, the runbook's 5-minute window still holds the broken minutes).
 Exit codes: 0 all ok, 10 warnings, 11 critical, 9 some values could not be read."""
 
 app = typer.Typer(help=HELP, epilog=EPILOG, rich_markup_mode=None)
@@ -36,6 +38,21 @@ def _fmt(value: Any, kind: str) -> str:
         v = float(value)
         return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
     return str(value)
+
+
+def _cell(row: dict[str, Any], col: str, kind: str, style: dict[str, str]) -> Any:
+    """A value in its status colour; when it is warn/critical over the runbook's window and the
+    last minute says otherwise, that value after it ("48% 1m 0.0%": falling after a fix)."""
+    from rich.text import Text
+
+    text = Text(_fmt(row.get(col), kind), style=style.get(str(row.get(f"{col}_status")), ""))
+    last = row.get(f"{col}_last_1m_status")
+    if row.get(f"{col}_last_1m") is not None and last != row.get(f"{col}_status"):
+        text.append(
+            f" 1m {_fmt(row[f'{col}_last_1m'], kind)}",
+            style=style.get(str(last), ""),
+        )
+    return text
 
 
 def render(data: dict[str, Any]) -> Any:
@@ -70,13 +87,8 @@ def render(data: dict[str, Any]) -> Any:
             cells = [
                 Text(str(row.get("pods") or "-"), style=STYLE.get(str(row.get("pods_status")), "")),
                 Text(_fmt(row.get("up"), "ratio"), style=STYLE.get(str(row.get("up_status")), "")),
-                Text(
-                    _fmt(row.get("error_rate"), "ratio"),
-                    style=STYLE.get(str(row.get("error_rate_status")), ""),
-                ),
-                Text(
-                    _fmt(row.get("p95"), "seconds"), style=STYLE.get(str(row.get("p95_status")), "")
-                ),
+                _cell(row, "error_rate", "ratio", STYLE),
+                _cell(row, "p95", "seconds", STYLE),
                 Text(
                     _fmt(row.get("saturation"), "ratio"),
                     style=STYLE.get(str(row.get("saturation_status")), ""),

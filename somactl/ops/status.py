@@ -230,6 +230,10 @@ def _rows(
                     continue
                 row[col] = r.evidence.get("value")
                 row[f"{col}_status"] = str(r.status)
+                recent = r.evidence.get("recent")
+                if recent:  # warn/critical over the runbook's window: the last minute too
+                    row[f"{col}_last_1m"] = recent["value"]
+                    row[f"{col}_last_1m_status"] = recent["status"]
                 statuses.append(r.status)
             if not has_prom:
                 row["up_status"] = "not configured"

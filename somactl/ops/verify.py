@@ -3,10 +3,10 @@ own queries and thresholds), measured before the action and again after it."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from somactl.checks.prom import with_window
 from somactl.core.deadline import Deadline
 from somactl.core.errors import SomactlError
 from somactl.runbook.schema import Query, Runbook
@@ -14,13 +14,6 @@ from somactl.runbook.schema import Query, Runbook
 SIGNALS = (("error-rate", "error_rate"), ("p95-latency", "p95_seconds"))
 MEASURE_TIMEOUT = 5.0
 MIN_WINDOW = 10.0  # seconds: the shortest rate window asked for after a fix
-_RANGE = re.compile(r"\[(\d+)([smhd])\]")
-
-
-def with_window(promql: str, seconds: float) -> str:
-    """The query with every range selector (`[5m]`) set to `seconds`: after a fix, a 5-minute
-    window would still average in the broken minutes before it."""
-    return _RANGE.sub(f"[{max(1, int(seconds))}s]", promql)
 
 
 @dataclass

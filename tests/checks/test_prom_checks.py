@@ -21,10 +21,15 @@ from somactl.core.deadline import Deadline
 class Stub:
     def __init__(self) -> None:
         self.value: str | None = "0.2"
+        self.recent: str | None = None  # the answer to a query over the last minute ([60s])
         self.seen: list[tuple[str, str]] = []
 
     def answer(self, path: str, query: str) -> dict[str, Any]:
         self.seen.append((path, query))
+        if "[60s]" in query:
+            value = self.recent
+            result = [] if value is None else [{"metric": {}, "value": [time.time(), value]}]
+            return {"status": "success", "data": {"resultType": "vector", "result": result}}
         if path.endswith("/query_range"):
             now = time.time()
             values = [[now - 60 * (30 - i), str(i / 30)] for i in range(31)]
@@ -116,3 +121,44 @@ def test_no_data_is_unknown_and_no_traffic_is_not_an_error(prom: tuple[str, Stub
     stub.value = "+Inf"
     r = query_check(url, ERRORS, Deadline(10), with_range=False)
     assert r.status is Status.ok and "infinite" in r.summary
+
+
+WINDOWED = PromQuery(
+    "prom.error-rate",
+    "Error rate",
+    'sum(rate(x{status="500"}[5m])) / sum(rate(x[5m]))',
+    "ratio",
+    "above",
+    0.01,
+    0.05,
+    signal="error_rate",
+)
+
+
+def test_over_a_threshold_the_last_minute_is_read_too(prom: tuple[str, Stub]) -> None:
+    url, stub = prom
+    stub.recent = "0"  # fixed a minute ago: the 5-minute rate still says 20%
+    r = query_check(url, WINDOWED, Deadline(10), with_range=False)
+    assert r.status is Status.critical  # the runbook's window decides
+    assert r.signals == {"error_rate": 0.2}
+    assert r.summary == (
+        "20% (warn 1.0%, critical 5.0%); last 1m: 0.0%, under the thresholds "
+        "(the 5m window still holds earlier minutes)"
+    )
+    assert r.evidence["recent"] == {"seconds": 60, "value": 0.0, "status": "ok"}
+    assert ("/api/v1/query", 'sum(rate(x{status="500"}[60s])) / sum(rate(x[60s]))') in stub.seen
+    stub.recent = "0.5"  # still broken
+    r = query_check(url, WINDOWED, Deadline(10), with_range=False)
+    assert r.summary == "20% (warn 1.0%, critical 5.0%); last 1m: 50%"
+    assert r.evidence["recent"]["status"] == "critical"
+    stub.recent = None  # no data for the last minute: the runbook's value alone
+    r = query_check(url, WINDOWED, Deadline(10), with_range=False)
+    assert "recent" not in r.evidence and r.summary == "20% (warn 1.0%, critical 5.0%)"
+
+
+def test_a_healthy_value_costs_no_second_query(prom: tuple[str, Stub]) -> None:
+    url, stub = prom
+    stub.value, stub.recent = "0.001", "0.9"
+    r = query_check(url, WINDOWED, Deadline(10), with_range=False)
+    assert r.status is Status.ok and "recent" not in r.evidence
+    assert len(stub.seen) == 1
