@@ -33,6 +33,9 @@ time is reported as unknown and the rest is still shown.
 \b
 Exit codes: 0 all ok, 10 warnings, 11 critical findings; when nothing was found but checks
 could not run: 9, or 7 if a credential or privilege was refused; 2 unknown service.
+They judge SERVICE and what it depends on (runbooks.yaml depends_on: gateway-api's Postgres
+and Redis, tool-service's adapters); findings about other services are shown as "elsewhere"
+with the diagnose command that covers them, and do not change the exit code.
 The verdict is also recorded on the open incident's timeline, if there is one."""
 
 

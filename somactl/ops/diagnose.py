@@ -2,6 +2,12 @@
 deadline; a verdict with the runbook's severity, scenario and next steps; the verdict on the
 open incident's timeline; optionally an evidence bundle; optionally across several contexts.
 
+The exit code and the envelope's status are SERVICE's: its own checks and those of what it
+depends on (runbooks.yaml `depends_on`; `ops.plan.own_checks`). The rest of the sweep is shown
+(its checks, and the verdict's `elsewhere` naming the diagnosis that covers each finding) but a
+critical Redis does not make `diagnose postgres` exit 11. Across contexts: the worst context.
+Checks that could not run are listed in `errors` wherever they belong.
+
 No terminal here: progress comes in as callbacks, the result goes out as a `Result`.
 """
 
@@ -110,6 +116,7 @@ def diagnose(
         "overhead_seconds": round(run_seconds - min(budget_left, slowest), 4),
     }
     by_id = {r.id: r for r in results}
+    judged = [r for p in prepared for r in results if r.id in p.plan.own]
     if not req.contexts:
         p = prepared[0]
         data, verdict = _single(rb, req, p, [by_id[c.id] for c in p.plan.checks], timing)
@@ -122,7 +129,7 @@ def diagnose(
             command="diagnose",
             data=data,
             exit_code=verdict.exit_code,
-            status=envelope_status(results),
+            status=envelope_status(judged),
             errors=errors,
         )
     per: dict[str, dict[str, Any]] = {}
@@ -132,12 +139,12 @@ def diagnose(
         data, _verdict = _single(rb, req, p, mine, timing)
         per[p.context or "default"] = data
         parts.append((p, mine, data))
-    code = exit_code_for(results)
+    code = exit_code_for(judged)
     out: dict[str, Any] = {
         "service": req.service,
         "contexts": per,
         "differences": differences(per),
-        "status": envelope_status(results),
+        "status": envelope_status(judged),
         "exit_code": int(code),
         "timing": timing,
     }
@@ -147,7 +154,7 @@ def diagnose(
         command="diagnose",
         data=out,
         exit_code=code,
-        status=envelope_status(results),
+        status=envelope_status(judged),
         errors=_errors(results),
     )
 

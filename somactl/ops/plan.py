@@ -348,8 +348,9 @@ def build_plan(
         )
 
     # -- tool adapters ---------------------------------------------------------------------------
-    adapters = list(rb.tool_adapters())
+    # an adapter's diagnosis reads its own health and calls, not its neighbours'
     tool = service if svc.kind == "tool-adapter" else None
+    adapters = [tool] if tool is not None else list(rb.tool_adapters())
     if not t.tools:
         missing("tools.health", "Tool adapter health", "tools-api", "tools.url")
         missing("tools.recent", "Recent tool invocations", "tools-api", "tools.url")
@@ -429,16 +430,38 @@ def build_plan(
     return plan
 
 
+def dependencies(rb: Runbook, service: str) -> list[str]:
+    """What `service` cannot work without, transitively: its runbook `depends_on`, and for a
+    workload serving tool adapters (tool-service) those adapters."""
+    found: list[str] = []
+    todo = [service]
+    while todo:
+        svc = rb.service(todo.pop(0))
+        direct = list(svc.depends_on)
+        if svc.kind != "tool-adapter":
+            direct += [
+                n
+                for n, o in rb.services.items()
+                if o.kind == "tool-adapter" and o.workload == svc.workload
+            ]
+        for dep in direct:
+            if dep != service and dep not in found:
+                found.append(dep)
+                todo.append(dep)
+    return found
+
+
 def own_checks(rb: Runbook, service: str) -> set[str]:
-    """The checks that are about `service` itself: its runbook checks, its workload, its
-    queries; a tool adapter's workload (tool-service) also owns the adapters' health."""
+    """The checks a diagnosis of `service` is judged by: its runbook checks, its workload, its
+    queries, and the backend checks of its dependencies (gateway-api's Postgres and Redis,
+    tool-service's adapters). The rest of the sweep is reported as found elsewhere."""
     svc = rb.service(service)
     own = set(svc.checks) | {f"prom.{q}" for q in svc.queries}
     own |= {"k8s.pods", "k8s.logs", "k8s.rollout-history", "k8s.memory", "prom.up"}
-    if svc.kind == "tool-adapter" or any(
-        o.kind == "tool-adapter" and o.workload == svc.workload for o in rb.services.values()
-    ):
-        own |= {"tools.health", "tools.recent"}
+    for dep in dependencies(rb, service):
+        # a dependency's workload and metrics are not in this plan (k8s./prom. here are the
+        # diagnosed service's own): its backend checks are
+        own |= {c for c in rb.service(dep).checks if not c.startswith(("k8s.", "prom."))}
     return own
 
 

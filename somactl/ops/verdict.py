@@ -4,6 +4,14 @@ target, the matching scenario, and next steps as concrete somactl commands.
 Exit codes (ARCHITECTURE.md): 11 when a check found something critical, 10 for warnings, 0 when
 all is well; when nothing was found but some checks could not run, 9 (partial), or 7 when what
 kept them from running was a rejected credential or a missing privilege.
+
+Whose findings count: a diagnosis of a service is judged by its own checks (its workload, its
+queries, its runbook checks) and those of what it depends on (runbooks.yaml `depends_on`:
+gateway-api's Postgres and Redis; tool-service's adapters), see `ops.plan.own_checks`. The
+rest of the sweep (another service's backend, the namespace's rollouts) is shown under
+`elsewhere`, each finding with the diagnosis that covers it ("somactl diagnose redis"), and
+changes neither the status, the exit code, the severity nor the next steps: a critical Redis
+does not make `somactl diagnose postgres` exit 11.
 """
 
 from __future__ import annotations
@@ -187,18 +195,17 @@ def decide(
     results: Sequence[CheckResult],
     own: set[str] | None = None,
 ) -> Verdict:
-    """The verdict on `service`. `own` names the checks about the service itself: they decide
-    the severity, scenario and next steps; the shared checks' findings are reported under
-    `elsewhere` (with the service whose diagnosis covers them). The status and exit code are
-    the worst of everything: a critical finding anywhere is a critical finding."""
-    status = worst([r.status for r in results])
-    code = exit_code_for(results)
+    """The verdict on `service`. `own` names the checks it is judged by (its own and its
+    dependencies', `ops.plan.own_checks`; None: all of them): they decide the status, exit
+    code, severity, scenario and next steps. The other checks' findings are reported under
+    `elsewhere`, with the service whose diagnosis covers them, and count for none of these."""
     mine = [r for r in results if own is None or r.id in own]
     others = [r for r in results if own is not None and r.id not in own]
+    own_status = worst([r.status for r in mine])
+    code = exit_code_for(mine)
     signals, classification, scenario_ids = _assess(rb, service, mine)
     facts = merge_facts(mine)
     severity = _severity(rb, classification, scenario_ids)
-    own_status = worst([r.status for r in mine])
     lead = _lead(rb, service)
     ranked = sorted(
         (r for r in mine if r.status is own_status), key=lambda r: _prefer(r, service, lead)
@@ -207,7 +214,7 @@ def decide(
     elsewhere = _elsewhere(rb, service, results, others, classification, scenario_ids)
     summary = _summary(service, own_status, ranked, severity, scenarios, elsewhere)
     verdict = Verdict(
-        status=status,
+        status=own_status,
         exit_code=code,
         summary=summary,
         worst_checks=[r.id for r in ranked],
@@ -306,11 +313,20 @@ def _summary(
     if scenarios:
         head += f" | runbook: {scenarios[0]['title']}"
     if elsewhere:
-        first_other = elsewhere["findings"][0]
-        head += f" | elsewhere {elsewhere['status']}: {first_other['check'].split(':', 1)[-1]}" + (
-            f" ({len(elsewhere['findings'])} findings)" if len(elsewhere["findings"]) > 1 else ""
-        )
+        head += f" | elsewhere: {elsewhere_line(elsewhere)}"
     return redact(head)
+
+
+def elsewhere_line(elsewhere: Mapping[str, Any]) -> str:
+    """`redis.memory critical (see somactl diagnose redis)`, and how many more."""
+    findings = elsewhere["findings"]
+    first = findings[0]
+    line = f"{first['check'].split(':', 1)[-1]} {first['status']}"
+    if first.get("diagnose"):
+        line += f" (see {first['diagnose']})"
+    if len(findings) > 1:
+        line += f" +{len(findings) - 1} more"
+    return line
 
 
 # -- next steps ------------------------------------------------------------------------------------

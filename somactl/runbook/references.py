@@ -187,6 +187,11 @@ def _services(rb: Runbook) -> Iterator[Problem]:
                     (*loc, "checks", i),
                     f"check {cid} applies to {', '.join(check.applies_to)}, not {svc.kind}",
                 )
+        for i, dep in enumerate(svc.depends_on):
+            if dep == name:
+                yield Problem((*loc, "depends_on", i), f"{name} cannot depend on itself")
+            elif dep not in rb.services:
+                yield _unknown((*loc, "depends_on", i), "service", dep, rb.services)
         if svc.health is not None and not svc.health.startswith("/"):
             yield Problem((*loc, "health"), "health is a path on the service, starting with /")
         if svc.kind == "tool-adapter":

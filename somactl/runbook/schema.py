@@ -180,6 +180,10 @@ class Service(Model):
     criticality: Criticality
     queries: tuple[Id, ...] = ()
     checks: tuple[Id, ...] = ()
+    # The services it cannot work without (its database, its cache, the tool adapters it calls):
+    # their checks are part of its diagnosis (verdict and exit code); whatever else a diagnosis
+    # finds is reported as found elsewhere. A workload serving tool adapters depends on them.
+    depends_on: tuple[Id, ...] = ()
 
 
 class Query(Model):

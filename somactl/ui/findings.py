@@ -190,18 +190,23 @@ def verdict_block(data: Mapping[str, Any]) -> list[Any]:
         line.append(
             LABEL.get(other["status"], other["status"]), style=STYLE.get(other["status"], "")
         )
+        line.append(
+            f"  (not {_t(data.get('service'))}'s: not in its verdict or exit code", style="dim"
+        )
         osev = other.get("severity")
         if osev:
-            line.append(f"  (would make it {osev.get('level')} {osev.get('name')}", style="dim")
+            line.append(f"; would make it {osev.get('level')} {osev.get('name')}", style="dim")
             rule = osev.get("rule")
-            line.append(f": {_t(rule.get('description'))})" if rule else ")", style="dim")
+            line.append(f": {_t(rule.get('description'))}" if rule else "", style="dim")
+        line.append(")", style="dim")
         out.append(line)
         for f in other.get("findings") or []:
-            item = Text("  ")
-            item.append(f"{f.get('check')} ", style=STYLE.get(str(f.get("status")), ""))
-            item.append(_t(f.get("summary"))[:140])
+            item = Text("  elsewhere: ")
+            status = str(f.get("status"))
+            item.append(f"{f.get('check')} {status}", style=STYLE.get(status, ""))
             if f.get("diagnose"):
-                item.append(f"  -> {f['diagnose']}", style="cyan")
+                item.append(f" (see {f['diagnose']})", style="cyan")
+            item.append(f": {_t(f.get('summary'))[:140]}")
             out.append(item)
     checked = v.get("steps_already_checked") or []
     if checked:

@@ -321,21 +321,63 @@ def test_no_rollback_without_a_recent_deploy() -> None:
     assert any(s["title"].startswith("Rollback") for s in v.skipped_steps)
 
 
-def test_shared_findings_are_reported_elsewhere_not_as_the_service_verdict() -> None:
-    pods = _r("k8s.pods", Status.ok)
+def test_findings_about_other_services_are_elsewhere_not_in_the_exit_code() -> None:
+    """Redis is fine: a critical Postgres pool (not a dependency of Redis) and the namespace's
+    other rollouts are shown as elsewhere, with the diagnosis that covers them, exit 0."""
+    ok = [_r(c, Status.ok) for c in ("k8s.pods", "redis.ping", "redis.memory", "prom.up")]
     pool = _r(
         "db.activity",
         Status.critical,
         signals={"db_connection_ratio": 0.95},
         facts={"idle_in_transaction": 30},
     )
-    v = decide(RB, "orchestrator", [pods, pool], own=own_checks(RB, "orchestrator"))
-    assert v.exit_code is ExitCode.CRITICAL  # a critical finding anywhere is critical
+    rollouts = _r("k8s.recent-rollouts", Status.warn)
+    v = decide(RB, "redis", [*ok, pool, rollouts], own=own_checks(RB, "redis"))
+    assert (v.status, v.exit_code) == (Status.ok, ExitCode.OK)
     assert v.severity is None and v.scenario is None and v.next_steps == []
     assert v.elsewhere is not None
-    assert v.elsewhere["findings"][0]["diagnose"] == "somactl diagnose postgres"
+    assert [(f["check"], f["status"], f["diagnose"]) for f in v.elsewhere["findings"]] == [
+        ("db.activity", "critical", "somactl diagnose postgres"),
+        ("k8s.recent-rollouts", "warn", None),
+    ]
     assert v.elsewhere["scenarios"][0]["id"] == "database-performance"
-    assert v.summary.startswith("orchestrator: all its checks ok | elsewhere critical")
+    assert v.summary == (
+        "redis: all its checks ok | elsewhere: db.activity critical "
+        "(see somactl diagnose postgres) +1 more"
+    )
+    # a warning about the service itself is its verdict; the critical pool still is not
+    hot = _r("redis.memory", Status.warn, signals={"redis_memory_ratio": 0.85})
+    v = decide(RB, "redis", [hot, pool], own=own_checks(RB, "redis"))
+    assert (v.status, v.exit_code) == (Status.warn, ExitCode.WARNINGS)
+
+
+def test_a_dependency_is_part_of_the_diagnosis() -> None:
+    """runbooks.yaml depends_on: gateway-api needs its Postgres and Redis, tool-service the
+    adapters it serves; a notion diagnosis does not judge GitHub's rate limit."""
+    assert {"db.activity", "redis.memory"} <= own_checks(RB, "gateway-api")
+    assert "tools.rate-limit" not in own_checks(RB, "gateway-api")
+    assert {"tools.health", "tools.recent", "tools.rate-limit"} <= own_checks(RB, "tool-service")
+    assert not {"db.activity", "tools.health"} & own_checks(RB, "redis")
+    pool = _r(
+        "db.activity",
+        Status.critical,
+        signals={"db_connection_ratio": 0.95},
+        facts={"idle_in_transaction": 30},
+    )
+    v = decide(
+        RB, "gateway-api", [_r("k8s.pods", Status.ok), pool], own=own_checks(RB, "gateway-api")
+    )
+    assert (v.status, v.exit_code) == (Status.critical, ExitCode.CRITICAL)
+    assert v.elsewhere is None
+    assert v.scenario is not None and v.scenario["id"] == "database-performance"
+    assert any(s.command and "kill-queries" in s.command for s in v.next_steps)
+    limited = _r("tools.rate-limit", Status.critical, signals={"adapters_rate_limited": 1})
+    v = decide(RB, "notion", [_r("tools.health", Status.ok), limited], own=own_checks(RB, "notion"))
+    assert v.exit_code is ExitCode.OK
+    assert v.elsewhere is not None
+    assert v.elsewhere["findings"][0]["diagnose"] == "somactl diagnose github"
+    v = decide(RB, "tool-service", [limited], own=own_checks(RB, "tool-service"))
+    assert v.exit_code is ExitCode.CRITICAL
 
 
 def test_pool_exhaustion_targets_idle_in_transaction_sessions() -> None:

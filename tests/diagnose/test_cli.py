@@ -293,6 +293,33 @@ def test_tools_commands(mini: Mini) -> None:
     assert mini.somactl("tools", "health", "Bad;Name").rc == 2
 
 
+def test_a_finding_about_another_service_is_shown_elsewhere_not_in_the_exit_code(
+    mini: Mini,
+) -> None:
+    """GitHub's exhausted rate limit is github's (and tool-service's, which serves it) finding,
+    not notion's: diagnose notion exits 0 and says where the finding is; diagnose github 11."""
+    mini.services.github.exhaust("core", 2400)
+    r = mini.somactl("-o", "json", "diagnose", "notion")
+    env = r.json()
+    checks = checks_by_id(env["data"])
+    assert checks["tools.rate-limit"]["status"] == "critical"  # still run and shown
+    adapters = [a["tool"] for a in checks["tools.health"]["evidence"]["adapters"]]
+    assert adapters == ["notion"]  # its own health, not its neighbours'
+    assert (r.rc, env["exit_code"], env["status"]) == (0, 0, "ok"), env["data"]["verdict"]
+    v = env["data"]["verdict"]
+    assert (v["status"], v["severity"], v["scenario"]) == ("ok", None, None)
+    assert v["elsewhere"]["findings"][0]["check"] == "tools.rate-limit"
+    assert v["summary"] == (
+        "notion: all its checks ok | elsewhere: tools.rate-limit critical "
+        "(see somactl diagnose github)"
+    )
+    t = mini.somactl("diagnose", "notion")
+    assert t.rc == 0
+    assert "elsewhere: tools.rate-limit critical (see somactl diagnose github)" in t.out
+    assert "not notion's: not in its verdict or exit code" in t.out
+    assert mini.somactl("diagnose", "github").rc == 11
+
+
 def test_db_and_redis_commands_without_a_backend_say_which_setting(mini: Mini) -> None:
     db = mini.somactl("db", "pool")
     assert db.rc == 3
@@ -370,8 +397,10 @@ def test_library_retry_defaults_do_not_spend_the_budget(mini: Mini) -> None:
         == f"prometheus: connection refused (127.0.0.1:{ports['prom']})"
     )
     v = data["verdict"]
-    assert v["severity"] is None  # the service's own checks could not run
-    assert v["elsewhere"]["severity"]["level"] == "P0"  # database down
+    # its database and cache are its dependencies: their being down is its diagnosis
+    assert v["severity"]["level"] == "P0"
+    assert v["severity"]["rule"]["id"] == "database-down"
+    assert v["status"] == "critical"
 
 
 def test_recent_commits_of_the_configured_repository(mini: Mini, tmp_path: Path) -> None:

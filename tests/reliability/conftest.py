@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from somactl.ops.plan import own_checks
+from somactl.runbook.loader import load_runbook
 from tests.helpers import wait_until
 from tests.helpers.faultproxy import FaultProxy
 from tests.lab_fixture import Lab
@@ -49,6 +51,9 @@ CHECKS: dict[str, set[str]] = {
     "tools": {"tools.health", "tools.recent"},
     "github": {"tools.rate-limit"},
 }
+# the checks a diagnosis of gateway-api is judged by (its own and its dependencies', Postgres and
+# Redis): the rest (tool adapters, GitHub, the namespace's rollouts) only shows as elsewhere
+GATEWAY_JUDGED: frozenset[str] = frozenset(own_checks(load_runbook(), "gateway-api"))
 REDIS_PREFIX = "reliability:witness:"
 
 

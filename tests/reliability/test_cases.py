@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pytest
 
 from somactl.lab.kube import write_kubeconfig
-from tests.reliability.conftest import CHECKS, NAMESPACE, Faulted, Run
+from tests.reliability.conftest import CHECKS, GATEWAY_JUDGED, NAMESPACE, Faulted, Run
 from tests.reliability.httpfault import HttpFault, answer_github_exhausted
 
 pytestmark = pytest.mark.integration
@@ -30,10 +30,13 @@ RANKED = {"ok", "warn", "critical", "unknown"}
 
 
 def partial_rc(statuses: dict[str, str], unanswered: set[str]) -> int:
-    """The exit code a run with `unanswered` checks unknown must have, from the others' statuses."""
+    """The exit code a diagnosis of gateway-api with `unanswered` checks unknown must have: the
+    worst, over partial, among the others it is judged by (GATEWAY_JUDGED)."""
     answered = {s for cid, s in statuses.items() if cid not in unanswered}
     assert answered and "unknown" not in answered, statuses  # the other backends all answered
-    return max(PARTIAL_OR_WORSE[s] for s in answered)
+    assert unanswered & GATEWAY_JUDGED, unanswered  # one of its own: at least partial
+    judged = {s for cid, s in statuses.items() if cid not in unanswered and cid in GATEWAY_JUDGED}
+    return max(PARTIAL_OR_WORSE[s] for s in judged)
 
 
 def table_statuses(run: Run) -> dict[str, str]:

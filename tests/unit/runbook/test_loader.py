@@ -270,6 +270,18 @@ def test_version_is_required_and_must_be_1(
             "services.github.checks[0]",
             "check tools.health applies to deployment, not tool-adapter",
         ),
+        (
+            "    depends_on: [postgres, redis]\n  orchestrator:",
+            "    depends_on: [postgres, rediss]\n  orchestrator:",
+            "services.gateway-api.depends_on[1]",
+            "unknown service 'rediss' (known: ",
+        ),
+        (
+            "    depends_on: [postgres, redis]\n  orchestrator:",
+            "    depends_on: [postgres, gateway-api]\n  orchestrator:",
+            "services.gateway-api.depends_on[1]",
+            "gateway-api cannot depend on itself",
+        ),
     ],
 )
 def test_semantic_errors_name_key_and_line(old: str, new: str, path: str, message: str) -> None:
