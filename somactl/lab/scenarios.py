@@ -453,7 +453,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "redis-memory-pressure",
             "Redis near maxmemory",
-            "gateway-api-down",
+            "redis-memory-pressure",
             "Switches Redis to noeviction and fills it with cache keys to about 97% of "
             "maxmemory: writes start failing with OOM.",
             "somactl redis info; somactl mitigate redis-flush",
