@@ -167,22 +167,22 @@ def test_case34_dripping_kubernetes_api_the_deadline_fires_and_the_rest_is_print
     proxy = world.proxies["kube"]
     proxy.mode = "drip"  # every answer byte 200 ms apart: no per-read timeout ever fires
     table, as_json = world.together(
-        ("--timeout", "4s", "diagnose", "gateway-api"),
-        ("-o", "json", "--timeout", "4s", "diagnose", "gateway-api"),
+        ("--timeout", "6s", "diagnose", "gateway-api"),
+        ("-o", "json", "--timeout", "6s", "diagnose", "gateway-api"),
     )
     assert table.rc == partial_rc(table_statuses(table), CHECKS["kube"]), str(table)
     assert as_json.rc == partial_rc(as_json.statuses(), CHECKS["kube"]), str(as_json)
     for run in (table, as_json):
-        assert 3.7 <= run.seconds <= 4 + SLACK, str(run)
+        assert 5.7 <= run.seconds <= 6 + SLACK, str(run)
     checks = as_json.checks()
     for cid in CHECKS["kube"]:
         assert checks[cid]["status"] == "unknown"
-        assert checks[cid]["summary"] == "no answer within the 4s deadline"
+        assert checks[cid]["summary"] == "no answer within the 6s deadline"
     rows = {ln.split()[0]: ln for ln in table.out.splitlines() if ln[:1].isalpha() and " " in ln}
     shown = table_statuses(table)
     for cid in ("db.connectivity", "redis.ping", "prom.error-rate", "tools.health"):
         assert shown[cid] != "unknown", table.out  # the other backends' results are printed
-    assert "no answer within the 4s deadline" in rows["k8s.pods"], table.out
+    assert "no answer within the 6s deadline" in rows["k8s.pods"], table.out
     assert proxy.accepted >= 2
 
 
@@ -207,7 +207,7 @@ def test_case35_kubernetes_down_is_a_degraded_report_within_budget(
     assert table.rc == partial_rc(table_statuses(table), CHECKS["kube"]), str(table)
     assert as_json.rc == partial_rc(as_json.statuses(), CHECKS["kube"]), str(as_json)
     for run in (table, as_json):
-        assert run.seconds < 5, str(run)  # refused at once: far inside the 10 s budget
+        assert run.seconds < 7, str(run)  # refused at once: well inside the 10 s budget
     checks = as_json.checks()
     for cid in CHECKS["kube"]:
         assert checks[cid]["status"] == "unknown"
