@@ -19,9 +19,11 @@ from somactl.core.exitcodes import ExitCode
 RANGE_MINUTES = 30
 RANGE_STEP = "60s"
 # A value over the runbook's window (5m) that is warn or critical is re-read over the last
-# minute: right after a fix the 5-minute rate still averages in the broken minutes, and the
-# on-call must see that it is already falling (the status stays the runbook's).
-RECENT_SECONDS = 60
+# two minutes: right after a fix the 5-minute rate still averages in the broken minutes, and
+# the on-call must see that it is already falling (the status stays the runbook's). Two
+# minutes hold at least 4 samples at a 30 s scrape interval; one minute could hold one.
+RECENT_SECONDS = 120
+RECENT_BUDGET = 2.0  # seconds: the extra query never costs the finding itself its deadline
 _RANGE = re.compile(r"\[(\d+)([smhd])\]")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -175,7 +177,7 @@ def query_check(
             sig = max(sig, query.signal_min)
         signals[query.signal] = round(sig, 6)
     summary = f"{fmt(value, query.unit)} ({thresholds})"
-    recent = _recent(client, query, promql, status)
+    recent = _recent(url, query, status, deadline)
     if recent is not None:
         evidence["recent"] = recent
         summary += f"; last {RECENT_SECONDS // 60}m: {fmt(recent['value'], query.unit)}"
@@ -198,18 +200,30 @@ def query_check(
     )
 
 
-def _recent(client: Any, query: PromQuery, promql: str, status: Status) -> dict[str, Any] | None:
-    """The value over the last minute, when the runbook's window says warn/critical."""
+def _recent(
+    url: str, query: PromQuery, status: Status, deadline: Deadline
+) -> dict[str, Any] | None:
+    """The value over the last two minutes, when the runbook's window says warn/critical.
+
+    It reads the runbook's own PromQL, or the executed form when that only turns "no error
+    series while there is traffic" into 0; never a bare `or vector(0)`, which reads 0 for a
+    target nobody scraped in the window (a dead gateway would look recovered). An empty
+    answer is no recent value. Its own short deadline: a slow Prometheus costs this line,
+    never the finding."""
+    from somactl.clients.prometheus import PromClient, PromTarget
     from somactl.core.errors import SomactlError
 
-    if status is Status.ok or longest_window(promql) <= RECENT_SECONDS:
+    promql = query.executed or query.promql
+    if promql.rstrip().endswith("or vector(0)"):
+        promql = query.promql
+    budget = min(RECENT_BUDGET, deadline.remaining() - 0.5)
+    if status is Status.ok or longest_window(promql) <= RECENT_SECONDS or budget < 0.2:
         return None
     try:
+        client = PromClient(PromTarget(url), Deadline(budget))
         value = _value(client.query(with_window(promql, RECENT_SECONDS)))
     except SomactlError:
         return None  # the runbook's value stands on its own; no time left is no reason to fail
-    if value is None and query.empty_means is not None:
-        value = query.empty_means
     if value is None or not math.isfinite(value):
         return None
     return {"seconds": RECENT_SECONDS, "value": value, "status": str(query.level(value))}

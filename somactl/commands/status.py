@@ -22,8 +22,8 @@ Examples:
 \b
 Pods ready from the Deployments and StatefulSets, `up`, error rate and p95 from the runbook's
 Prometheus queries (thresholds in runbooks.yaml), tool adapters from the tools API. A value
-over a threshold is followed by its last minute when that reads otherwise ("48% 1m 0.0%":
-fixed a minute ago, the runbook's 5-minute window still holds the broken minutes).
+over a threshold is followed by its last two minutes when they read otherwise ("48% 2m 0.0%":
+fixed minutes ago, the runbook's 5-minute window still holds the broken minutes).
 Exit codes: 0 all ok, 10 warnings, 11 critical, 9 some values could not be read."""
 
 app = typer.Typer(help=HELP, epilog=EPILOG, rich_markup_mode=None)
@@ -42,14 +42,14 @@ def _fmt(value: Any, kind: str) -> str:
 
 def _cell(row: dict[str, Any], col: str, kind: str, style: dict[str, str]) -> Any:
     """A value in its status colour; when it is warn/critical over the runbook's window and the
-    last minute says otherwise, that value after it ("48% 1m 0.0%": falling after a fix)."""
+    last two minutes say otherwise, that value after it ("48% 2m 0.0%": falling after a fix)."""
     from rich.text import Text
 
     text = Text(_fmt(row.get(col), kind), style=style.get(str(row.get(f"{col}_status")), ""))
-    last = row.get(f"{col}_last_1m_status")
-    if row.get(f"{col}_last_1m") is not None and last != row.get(f"{col}_status"):
+    last = row.get(f"{col}_recent_status")
+    if row.get(f"{col}_recent") is not None and last != row.get(f"{col}_status"):
         text.append(
-            f" 1m {_fmt(row[f'{col}_last_1m'], kind)}",
+            f" 2m {_fmt(row[f'{col}_recent'], kind)}",
             style=style.get(str(last), ""),
         )
     return text

@@ -231,9 +231,9 @@ def _rows(
                 row[col] = r.evidence.get("value")
                 row[f"{col}_status"] = str(r.status)
                 recent = r.evidence.get("recent")
-                if recent:  # warn/critical over the runbook's window: the last minute too
-                    row[f"{col}_last_1m"] = recent["value"]
-                    row[f"{col}_last_1m_status"] = recent["status"]
+                if recent:  # warn/critical over the runbook's window: the last minutes too
+                    row[f"{col}_recent"] = recent["value"]
+                    row[f"{col}_recent_status"] = recent["status"]
                 statuses.append(r.status)
             if not has_prom:
                 row["up_status"] = "not configured"

@@ -22,12 +22,12 @@ from somactl.core.deadline import Deadline
 class Stub:
     def __init__(self) -> None:
         self.value: str | None = "0.2"
-        self.recent: str | None = None  # the answer to a query over the last minute ([60s])
+        self.recent: str | None = None  # the answer to a query over the last 2 minutes
         self.seen: list[tuple[str, str]] = []
 
     def answer(self, path: str, query: str) -> dict[str, Any]:
         self.seen.append((path, query))
-        if "[60s]" in query:
+        if "[120s]" in query:
             value = self.recent
             result = [] if value is None else [{"metric": {}, "value": [time.time(), value]}]
             return {"status": "success", "data": {"resultType": "vector", "result": result}}
@@ -127,25 +127,49 @@ def test_no_data_is_unknown_and_no_traffic_is_not_an_error(prom: tuple[str, Stub
 WINDOWED = dataclasses.replace(ERRORS, executed=None)  # the runbook's [5m] query as sent
 
 
-def test_over_a_threshold_the_last_minute_is_read_too(prom: tuple[str, Stub]) -> None:
+def test_over_a_threshold_the_last_minutes_are_read_too(prom: tuple[str, Stub]) -> None:
     url, stub = prom
-    stub.recent = "0"  # fixed a minute ago: the 5-minute rate still says 20%
+    stub.recent = "0"  # fixed two minutes ago: the 5-minute rate still says 20%
     r = query_check(url, WINDOWED, Deadline(10), with_range=False)
     assert r.status is Status.critical  # the runbook's window decides
     assert r.signals == {"error_rate": 0.2}
     assert r.summary == (
-        "20% (warn 1.0%, critical 5.0%); last 1m: 0.0%, under the thresholds "
+        "20% (warn 1.0%, critical 5.0%); last 2m: 0.0%, under the thresholds "
         "(the 5m window still holds earlier minutes)"
     )
-    assert r.evidence["recent"] == {"seconds": 60, "value": 0.0, "status": "ok"}
-    assert ("/api/v1/query", 'sum(rate(x{status="500"}[60s])) / sum(rate(x[60s]))') in stub.seen
+    assert r.evidence["recent"] == {"seconds": 120, "value": 0.0, "status": "ok"}
+    assert ("/api/v1/query", 'sum(rate(x{status="500"}[120s])) / sum(rate(x[120s]))') in stub.seen
     stub.recent = "0.5"  # still broken
     r = query_check(url, WINDOWED, Deadline(10), with_range=False)
-    assert r.summary == "20% (warn 1.0%, critical 5.0%); last 1m: 50%"
+    assert r.summary == "20% (warn 1.0%, critical 5.0%); last 2m: 50%"
     assert r.evidence["recent"]["status"] == "critical"
-    stub.recent = None  # no data for the last minute: the runbook's value alone
+    stub.recent = None  # no data for the last minutes: the runbook's value alone
     r = query_check(url, WINDOWED, Deadline(10), with_range=False)
     assert "recent" not in r.evidence and r.summary == "20% (warn 1.0%, critical 5.0%)"
+
+
+def test_a_summed_rate_is_read_without_its_vector_0(prom: tuple[str, Stub]) -> None:
+    """`or vector(0)` reads 0 for a target nobody scraped in the window: a dead gateway would
+    look recovered. The last minutes are read from the runbook's own query, empty when dead."""
+    url, stub = prom
+    rate = 'sum(rate(gw{code="500"}[5m]))'
+    q = dataclasses.replace(
+        ERRORS, promql=rate, executed=f"({rate}) or vector(0)", unit="per_second", warn=1,
+        critical=10,
+    )  # fmt: skip
+    stub.value = "12"
+    r = query_check(url, q, Deadline(10), with_range=False)
+    assert r.status is Status.critical and "recent" not in r.evidence, r.summary
+    assert [qq for _, qq in stub.seen][-1] == 'sum(rate(gw{code="500"}[120s]))'
+
+
+def test_the_extra_query_never_costs_the_finding_its_deadline(prom: tuple[str, Stub]) -> None:
+    url, stub = prom
+    stub.recent = "0"
+    deadline = Deadline(0.6)  # the first answer leaves less than the 0.5 s the finding keeps
+    r = query_check(url, WINDOWED, deadline, with_range=False)
+    assert r.status is Status.critical and "recent" not in r.evidence
+    assert len(stub.seen) == 1
 
 
 def test_a_healthy_value_costs_no_second_query(prom: tuple[str, Stub]) -> None:
