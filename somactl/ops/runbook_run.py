@@ -16,7 +16,8 @@ No terminal here (`somactl.ui.runbook_run` asks the person). This module:
 Step outcomes: executed, skipped (by the responder, with a reason), failed (with the error),
 not-applicable (with why), not-needed (a later mitigation of a service an earlier action's
 verification found RECOVERED, not just CONTAINED; `somactl mitigate` still runs it), pending
-(a manual step nobody could confirm: no terminal), refused (an action without consent: no
+(a manual step nobody could confirm: no terminal; or, under --yes, a mitigation whose `when:`
+somactl cannot check), refused (an action without consent: no
 terminal and no --yes), stopped (the responder ended the run there), not-run (after a stop or
 a refusal).
 
@@ -692,24 +693,55 @@ def not_applicable(ctx: RunContext, step: RunStep) -> str | None:
     return None
 
 
+def _measured_healthy(v: Mapping[str, Any]) -> bool:
+    """The verification measured the service's error rate or p95 after the action (a finished
+    rollout alone says nothing about errors)."""
+    after = v.get("after") or {}
+    measured = any(after.get(k) is not None for k in ("error_rate", "p95_seconds"))
+    return measured and not after.get("error")
+
+
 def not_needed(ctx: RunContext, step: RunStep) -> str | None:
-    """Why a mitigation is no longer needed: an earlier action of this run was verified to have
-    RECOVERED the run's service or this step's (a CONTAINED one does not count: its cause is
-    still there, and the next step may be the fix)."""
+    """Why a mitigation is no longer needed: an earlier action of this run on the same service
+    was verified to have RECOVERED it, with its error rate or p95 measured healthy afterwards
+    (a CONTAINED one does not count: its cause is still there, and the next step may be the
+    fix; a rollout that finished without metrics does not either)."""
     if step.kind != "action" or not step.mutates:
         return None
-    wanted = {ctx.service, step.service or ctx.service}
+    target = step.service or ctx.service
     for rec in ctx.records:
         if rec.step.kind != "action" or rec.outcome != "executed":
             continue
         v = (rec.action or {}).get("verification") or {}
         svc = rec.step.service or ctx.service
-        if v.get("recovered") is True and not v.get("contained") and svc in wanted:
+        if (
+            v.get("recovered") is True
+            and not v.get("contained")
+            and _measured_healthy(v)
+            and svc == target
+        ):
             why = f"{svc} recovered after step {rec.step.n} ({rec.step.ref}"
             why += f": {redact(str(v['message']))})" if v.get("message") else ")"
             cmd = step.commands[0] if step.commands else None
             return why + (f"; to run it anyway: {cmd}" if cmd else "")
     return None
+
+
+def unchecked_condition(ctx: RunContext, step: RunStep) -> str | None:
+    """Why `--yes` leaves a mitigation pending: its `when:` ("the cache is corrupted") is
+    something somactl cannot check, and --yes approves plans, not conditions. A rollback's
+    condition is checked (a rollout in the last hour, from the checks' facts)."""
+    if step.kind != "action" or not step.mutates or not step.when:
+        return None
+    if step.action == "rollback" or step.verb == "rollback":
+        facts, _ = _facts(ctx)
+        if facts.get("recent_deploy") is True:
+            return None
+    cmd = step.commands[0] if step.commands else step.ref
+    return (
+        f"only when {step.when}: somactl cannot check that and --yes does not decide it; "
+        f"if it holds, run: {cmd}"
+    )
 
 
 def _kill_queries_args(ctx: RunContext, step: RunStep) -> tuple[dict[str, Any], str]:

@@ -174,6 +174,9 @@ class Walker:
         why = rr.not_needed(ctx, step)
         if why is not None:
             return rr.StepRecord(step, "not-needed", reason=why)
+        why = rr.unchecked_condition(ctx, step) if self.yes else None
+        if why is not None:
+            return rr.StepRecord(step, "pending", reason=why)
         t0 = time.monotonic()
         if step.kind == "check":
             results = rr.run_check_step(ctx, step)

@@ -100,12 +100,26 @@ def test_a_mitigation_after_a_verified_recovery_is_not_needed(tmp_path: Path) ->
     check, rollback, scale = ctx.steps[0], ctx.steps[3], ctx.steps[4]
     assert (rollback.verb, scale.verb) == ("rollback", "scale")
 
-    def verified(recovered: bool | None, remains: str | None = None) -> rr.StepRecord:
-        v = {"recovered": recovered, "contained": bool(recovered and remains), "remains": remains}
-        return rr.StepRecord(rollback, "executed", action={"verification": {**v, "message": "ok"}})
+    def verified(
+        recovered: bool | None, remains: str | None = None, after: Any = None
+    ) -> rr.StepRecord:
+        v = {
+            "recovered": recovered,
+            "contained": bool(recovered and remains),
+            "remains": remains,
+            "message": "ok",
+            "after": {"error_rate": 0.001, "p95_seconds": 0.2} if after is None else after,
+        }
+        return rr.StepRecord(rollback, "executed", action={"verification": v})
 
     assert rr.not_needed(ctx, scale) is None  # nothing ran yet
-    for rec in (verified(False), verified(None), verified(True, "the cause is still there")):
+    for rec in (
+        verified(False),
+        verified(None),
+        verified(True, "the cause is still there"),
+        verified(True, after={}),  # a finished rollout, no metrics: errors never measured
+        verified(True, after={"error_rate": None, "error": "prometheus: no response"}),
+    ):
         ctx.records[:] = [rec]
         assert rr.not_needed(ctx, scale) is None, rec  # not recovered, unknown, or only contained
     ctx.records[:] = [
@@ -122,6 +136,23 @@ def test_a_mitigation_after_a_verified_recovery_is_not_needed(tmp_path: Path) ->
     other = ctx_for(tmp_path, "database-performance", "postgres", None)
     other.records[:] = [verified(True)]  # gateway-api recovered: postgres is another service
     assert rr.not_needed(other, kill) is None
+
+
+def test_yes_does_not_decide_a_condition_somactl_cannot_check(tmp_path: Path) -> None:
+    ctx = ctx_for(tmp_path, "redis-memory-pressure", "redis", None)
+    flush = next(s for s in ctx.steps if s.verb == "redis-flush")
+    assert flush.when == "the cache is corrupted"
+    assert rr.unchecked_condition(ctx, flush) == (
+        "only when the cache is corrupted: somactl cannot check that and --yes does not "
+        "decide it; if it holds, run: somactl mitigate redis-flush"
+    )
+    restart = next(s for s in ctx.steps if s.verb == "redis-restart")
+    assert restart.when is None and rr.unchecked_condition(ctx, restart) is None
+    gw = ctx_for(tmp_path, "gateway-api-down", "gateway-api", None)
+    rollback = gw.steps[3]
+    assert rr.unchecked_condition(gw, rollback) is not None  # no rollout seen yet: not decided
+    gw.results.append(rollout(recent=True))
+    assert rr.unchecked_condition(gw, rollback) is None  # checked: a rollout in the last hour
 
 
 # -- outcomes ----------------------------------------------------------------------------------
