@@ -6,7 +6,8 @@ The exit code and the envelope's status are SERVICE's: its own checks and those 
 depends on (runbooks.yaml `depends_on`; `ops.plan.own_checks`). The rest of the sweep is shown
 (its checks, and the verdict's `elsewhere` naming the diagnosis that covers each finding) but a
 critical Redis does not make `diagnose postgres` exit 11. Across contexts: the worst context.
-Checks that could not run are listed in `errors` wherever they belong.
+Checks that could not run are listed in `errors` wherever they belong, and one that could not
+run makes an otherwise clean diagnosis exit 9 (partial), as README's exit codes say.
 
 No terminal here: progress comes in as callbacks, the result goes out as a `Result`.
 """
@@ -129,7 +130,7 @@ def diagnose(
             command="diagnose",
             data=data,
             exit_code=verdict.exit_code,
-            status=envelope_status(judged),
+            status=_status(judged, results),
             errors=errors,
         )
     per: dict[str, dict[str, Any]] = {}
@@ -140,11 +141,13 @@ def diagnose(
         per[p.context or "default"] = data
         parts.append((p, mine, data))
     code = exit_code_for(judged)
+    if code is ExitCode.OK and any(r.status is Status.unknown for r in results):
+        code = exit_code_for([r for r in results if r.status is Status.unknown])
     out: dict[str, Any] = {
         "service": req.service,
         "contexts": per,
         "differences": differences(per),
-        "status": envelope_status(judged),
+        "status": _status(judged, results),
         "exit_code": int(code),
         "timing": timing,
     }
@@ -154,7 +157,7 @@ def diagnose(
         command="diagnose",
         data=out,
         exit_code=code,
-        status=envelope_status(judged),
+        status=_status(judged, results),
         errors=_errors(results),
     )
 
@@ -186,6 +189,15 @@ def _single(
         "timing": dict(timing),
     }
     return data, verdict
+
+
+def _status(judged: Sequence[CheckResult], results: Sequence[CheckResult]) -> str:
+    """The envelope's status: SERVICE's, and partial when it is ok but a check elsewhere could
+    not run (the exit code is 9 then)."""
+    status = envelope_status(judged)
+    if status == "ok" and any(r.status is Status.unknown for r in results):
+        return "partial"
+    return status
 
 
 def _errors(results: Sequence[CheckResult]) -> list[dict[str, Any]]:

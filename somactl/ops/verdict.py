@@ -198,11 +198,16 @@ def decide(
     """The verdict on `service`. `own` names the checks it is judged by (its own and its
     dependencies', `ops.plan.own_checks`; None: all of them): they decide the status, exit
     code, severity, scenario and next steps. The other checks' findings are reported under
-    `elsewhere`, with the service whose diagnosis covers them, and count for none of these."""
+    `elsewhere`, with the service whose diagnosis covers them, and count for none of these;
+    one of them that could not run still makes an otherwise clean exit 9 (or 7)."""
     mine = [r for r in results if own is None or r.id in own]
     others = [r for r in results if own is not None and r.id not in own]
     own_status = worst([r.status for r in mine])
     code = exit_code_for(mine)
+    if code is ExitCode.OK and any(r.status is Status.unknown for r in others):
+        # nothing wrong found about SERVICE, but the sweep was incomplete: still partial
+        # (README: 9 when some checks could not run), never a clean 0 with errors printed
+        code = exit_code_for([r for r in others if r.status is Status.unknown])
     signals, classification, scenario_ids = _assess(rb, service, mine)
     facts = merge_facts(mine)
     severity = _severity(rb, classification, scenario_ids)

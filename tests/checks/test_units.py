@@ -351,6 +351,18 @@ def test_findings_about_other_services_are_elsewhere_not_in_the_exit_code() -> N
     assert (v.status, v.exit_code) == (Status.warn, ExitCode.WARNINGS)
 
 
+def test_a_check_elsewhere_that_could_not_run_makes_a_clean_diagnosis_partial() -> None:
+    """Its findings do not count, but its silence does: exit 0 with errors printed would tell a
+    script the sweep was complete (README: 9 when some checks could not run)."""
+    ok = [_r(c, Status.ok) for c in ("k8s.pods", "redis.ping", "redis.memory", "prom.up")]
+    stuck = _r("db.activity", Status.unknown)
+    v = decide(RB, "redis", [*ok, stuck], own=own_checks(RB, "redis"))
+    assert (v.status, v.exit_code) == (Status.ok, ExitCode.PARTIAL)
+    hot = _r("redis.memory", Status.warn, signals={"redis_memory_ratio": 0.85})
+    v = decide(RB, "redis", [hot, stuck], own=own_checks(RB, "redis"))
+    assert v.exit_code == ExitCode.WARNINGS  # a finding about the service outranks partial
+
+
 def test_a_dependency_is_part_of_the_diagnosis() -> None:
     """runbooks.yaml depends_on: gateway-api needs its Postgres and Redis, tool-service the
     adapters it serves; a notion diagnosis does not judge GitHub's rate limit."""

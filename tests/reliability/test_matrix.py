@@ -3,9 +3,9 @@ commands, through the fault proxy in front of it (the other five pass traffic un
 
 - blackhole (accepts, never answers): diagnose ends at --timeout (+ SLACK) with that backend's
   checks `unknown` ("no answer within the 4.5s deadline"), every other check as it was, exit 9
-  (or the worse verdict of what did answer; 0 when the backend is not one gateway-api is
-  judged by: the tools API, GitHub); the single-check command exits 6 at the deadline naming
-  the backend;
+  (or the worse verdict of the answered checks gateway-api is judged by: a stuck tools API or
+  GitHub is another service's, so only partial); the single-check command exits 6 at the
+  deadline naming the backend;
 - reset (RST at once): the same, but fast (well inside the deadline) and the message says the
   connection was closed (not "no response within", which would send you after the network);
 - latency (every chunk held 50 ms): slow is not broken: nothing is unknown, no exit 6 or 9.
@@ -57,9 +57,11 @@ def singles(backend: str) -> list[tuple[str, ...]]:
 def expected_diagnose_code(statuses: dict[str, str]) -> int:
     """Exit of gateway-api's diagnosis: the worst among the checks it is judged by (its own and
     its Postgres' and Redis'), a finding over partial; a stuck tools API or GitHub is another
-    service's (shown as elsewhere) and leaves it 0."""
+    service's (shown as elsewhere): its findings do not count, its silence makes it partial."""
     judged = [RANK[s] for cid, s in statuses.items() if cid in GATEWAY_JUDGED]
-    return {3: 11, 2: 10, 1: 9}.get(max(judged, default=0), 0)
+    code = {3: 11, 2: 10, 1: 9}.get(max(judged, default=0), 0)
+    # nothing found about it, but a check elsewhere could not run: still partial
+    return 9 if code == 0 and "unknown" in statuses.values() else code
 
 
 def baseline(world: Faulted) -> dict[str, str]:
