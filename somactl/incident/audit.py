@@ -403,7 +403,13 @@ class AuditJournal:
             if str(rec.get("ts", "")) > hi:
                 break
             eid = str(rec.get("event_id"))
-            if rec.get("phase") == "intent" and rec.get("service") == service:
+            # an intent already recorded on an incident belongs to that one's timeline (a
+            # resolved incident's rollback must not reappear on the next one's)
+            if (
+                rec.get("phase") == "intent"
+                and rec.get("service") == service
+                and not rec.get("incident")
+            ):
                 intents[eid] = rec
             elif rec.get("phase") in ("result", "aborted") and eid in intents:
                 closing[eid] = rec
@@ -595,14 +601,17 @@ class ActionRecord:
             self.result("failed", {"error": message})
 
     def _declared_meanwhile(self) -> None:
-        """No incident was open when the action started: one declared while it ran (its
-        timeline lists this action as planned before the declaration) gets the outcome."""
-        if self.incident is not None or not self.timeline:
+        """No incident was open when the action started: one declared for its service while it
+        ran (its timeline lists this action as planned before the declaration) gets the
+        outcome; an incident about another service never does."""
+        if self.incident is not None or not self.timeline or not self.service:
             return
         from somactl.incident.store import find_open_incident
 
         try:
-            self.incident = find_open_incident(self.journal.state_dir, service=self.service)
+            self.incident = find_open_incident(
+                self.journal.state_dir, service=self.service, strict=True
+            )
         except OSError:
             self.incident = None
 

@@ -858,11 +858,12 @@ class IncidentStore:
 
 
 def find_open_incident(
-    state_dir: str | os.PathLike[str], *, service: str | None = None
+    state_dir: str | os.PathLike[str], *, service: str | None = None, strict: bool = False
 ) -> str | None:
     """The id of the open incident actions should be recorded on, or None (no file, no incident).
 
-    With several open incidents, the latest one for `service` wins, else the latest declared.
+    With several open incidents, the latest one for `service` wins, else the latest declared
+    (`strict`: only one for `service`).
     """
     path = Path(state_dir) / DB_NAME
     if not path.exists():
@@ -886,6 +887,8 @@ def find_open_incident(
         for num, svc in rows:
             if svc == service:
                 return incident_id(int(num))
+    if strict:
+        return None
     return incident_id(int(rows[0][0]))
 
 

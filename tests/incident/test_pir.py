@@ -179,6 +179,45 @@ def test_an_action_running_at_declaration_gets_its_result_on_the_timeline(
     assert [r["incident"] for r in j.records()] == [None, "INC-1"]
 
 
+def test_an_earlier_incidents_actions_stay_on_its_own_timeline(
+    cli_env: dict[str, str], capsys: Cap
+) -> None:
+    """A flapping service: INC-1's rollback, INC-1 resolved, INC-2 declared within the hour:
+    the rollback is INC-1's, not copied onto INC-2 (nor into its follow-ups)."""
+    state = Path(cli_env["SOMACTL_STATE_DIR"])
+    declare = ["incident", "declare", "-s", "P2", "--title", "t", "--impact", "i",
+               "--service", "gateway-api"]  # fmt: skip
+    assert run(declare) == 0
+    with audit.AuditJournal(state).action(
+        "mitigate.rollback", "deployment/gateway-api", {}, service="gateway-api"
+    ) as rec:
+        rec.result("failed", {"error": "pods not ready"})
+    assert rec.incident == "INC-1"
+    assert run(["incident", "resolve", "INC-1", "--root-cause", "bad image", "--fix", "x"]) == 0
+    capsys.readouterr()
+    rc, env = pir_json(capsys, *declare)
+    assert rc == 0 and env["data"]["before_declaration"] == [], env["data"]
+    with IncidentStore(state) as st:
+        assert [e.kind for e in st.timeline(2)] == ["declared"]
+
+
+def test_an_action_finishing_after_another_services_declaration_stays_off_it(
+    cli_env: dict[str, str], capsys: Cap
+) -> None:
+    state = Path(cli_env["SOMACTL_STATE_DIR"])
+    j = audit.AuditJournal(state)
+    with j.action("mitigate.redis-flush", "redis", {}, service="redis") as rec:
+        rc, _env = pir_json(
+            capsys, "incident", "declare", "-s", "P2", "--title", "t", "--impact", "i",
+            "--service", "gateway-api",
+        )  # fmt: skip
+        assert rc == 0
+        rec.result("ok", {})
+    assert rec.incident is None  # the open incident is gateway-api's, not redis'
+    with IncidentStore(state) as st:
+        assert [e.kind for e in st.timeline(1)] == ["declared"]
+
+
 def test_a_dry_run_declaration_lists_the_earlier_actions_and_writes_nothing(
     cli_env: dict[str, str], capsys: Cap, monkeypatch: pytest.MonkeyPatch
 ) -> None:
