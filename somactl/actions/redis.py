@@ -183,11 +183,12 @@ class RedisFlushAction:
         if outcome.status != "applied":
             return None
         keyspace = self._info("keyspace")
+        memory = self._info("memory")  # read now: someone may have changed the policy meanwhile
         self.close()
         now = _total(keyspace)
         before = int(plan.details["total_keys"])
         message = f"keys: {before} → {now}" + (" (new keys since the flush)" if now else "")
-        if plan.details.get("maxmemory_policy") == "noeviction" and plan.details.get("maxmemory"):
+        if memory.get("maxmemory_policy") == "noeviction" and int(memory.get("maxmemory") or 0):
             message += "; maxmemory-policy is still noeviction"
         return Verification(
             now < before,
