@@ -401,6 +401,10 @@ def test_verify_follows_the_rollout_to_recovered(
     assert re.search(r'RECOVERED: deployment "gateway-api" successfully rolled out', r.out), r.out
     assert f"images: {BAD} → {GOOD}" in r.out
     assert "revision: 4 → 5" in r.out
+    # no Prometheus here (a refused port): said once, not re-asked for the rest of --verify
+    assert "metrics unavailable: prometheus: connection refused" in r.out, r.out
+    window = re.search(r"window_seconds: - → (\d+)", r.out)
+    assert window is not None and int(window.group(1)) < 30, r.out  # it held 50 s of 60 before
 
 
 @pytest.mark.parametrize("heals", [True, False])
