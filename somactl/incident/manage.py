@@ -12,8 +12,9 @@ A failing sink never undoes step 2: the operation reports every sink's result an
 exits 9. `dry_run` performs none of the writes and sends nothing: it shows the payloads.
 
 A declaration for a service also puts the actions the audit journal holds on that service from
-the BEFORE_DECLARATION window before it (responders often mitigate first and declare when that
-did not help) on the new incident's timeline, with their own times, marked "before declaration".
+the runbook's `defaults.before_declaration_minutes` (60) before it (responders often mitigate
+first and declare when that did not help) on the new incident's timeline, with their own times,
+marked "before declaration".
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
 # How far back a declaration looks in the audit journal for actions on its service. An hour
 # covers "mitigated, watched, then declared" without pulling in the previous, unrelated change;
 # a constant until runbooks.yaml carries it.
-BEFORE_DECLARATION = timedelta(minutes=60)
 
 
 @dataclass
@@ -247,12 +247,13 @@ def _record_sink(
 def _earlier_actions(
     env: IncidentEnv, service: str | None, now: datetime
 ) -> tuple[list[dict[str, Any]], list[EarlierEvent], list[str]]:
-    """The journal's actions on `service` in the BEFORE_DECLARATION window before `now`: as
+    """The journal's actions on `service` in the runbook's before-declaration window: as
     reported, as timeline events, and a note if the journal could not be read."""
     if service is None:
         return [], [], []
     try:
-        found = env.journal().actions_between(now - BEFORE_DECLARATION, now, service=service)
+        window = timedelta(minutes=env.runbook.defaults.before_declaration_minutes)
+        found = env.journal().actions_between(now - window, now, service=service)
     except OSError as exc:
         return [], [], [f"actions before declaration not added: audit journal: {exc.strerror}"]
     events = sorted((_earlier_event(a) for a in found), key=lambda e: e.at)
@@ -395,7 +396,7 @@ def declare(
     out.incident["war_room"] = msg.war_room(env.runbook, final.num)
     out.extra["before_declaration"] = earlier
     out.extra["before_declaration_window"] = (
-        f"{int(BEFORE_DECLARATION.total_seconds() // 60)} minutes"
+        f"{env.runbook.defaults.before_declaration_minutes} minutes"
     )
     out.extra["paging"] = {
         "page": paging.page,

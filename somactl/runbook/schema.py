@@ -74,6 +74,8 @@ class Defaults(Model):
     recent_commits_since: Text
     long_running_query_seconds: Count
     rate_limit_reset_seconds: Count
+    # `incident declare --service S` puts S's actions of this many minutes before on the timeline
+    before_declaration_minutes: Count = 60
 
 
 class Paging(Model):

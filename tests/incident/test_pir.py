@@ -179,6 +179,29 @@ def test_an_action_running_at_declaration_gets_its_result_on_the_timeline(
     assert [r["incident"] for r in j.records()] == [None, "INC-1"]
 
 
+def test_the_window_is_the_runbooks(
+    cli_env: dict[str, str], capsys: Cap, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    state = Path(cli_env["SOMACTL_STATE_DIR"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    gw = "deployment/gateway-api (somagent)"
+    _act_at(monkeypatch, state, now - timedelta(minutes=50), "mitigate.rollback", gw, "gateway-api")
+    _act_at(monkeypatch, state, now - timedelta(minutes=20), "mitigate.scale", gw, "gateway-api")
+    shipped = (Path(__file__).parents[2] / "runbooks.yaml").read_text()
+    assert "  before_declaration_minutes: 60\n" in shipped
+    mine = tmp_path / "runbooks.yaml"
+    mine.write_text(
+        shipped.replace("before_declaration_minutes: 60", "before_declaration_minutes: 30")
+    )
+    rc, env = pir_json(
+        capsys, "--runbooks", str(mine), "incident", "declare", "-s", "P2", "--title", "t",
+        "--impact", "i", "--service", "gateway-api",
+    )  # fmt: skip
+    assert rc == 0, env
+    assert env["data"]["before_declaration_window"] == "30 minutes"
+    assert [a["kind"] for a in env["data"]["before_declaration"]] == ["mitigate.scale"]
+
+
 def test_an_earlier_incidents_actions_stay_on_its_own_timeline(
     cli_env: dict[str, str], capsys: Cap
 ) -> None:
