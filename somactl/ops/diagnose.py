@@ -6,8 +6,9 @@ The exit code and the envelope's status are SERVICE's: its own checks and those 
 depends on (runbooks.yaml `depends_on`; `ops.plan.own_checks`). The rest of the sweep is shown
 (its checks, and the verdict's `elsewhere` naming the diagnosis that covers each finding) but a
 critical Redis does not make `diagnose postgres` exit 11. Across contexts: the worst context.
-Checks that could not run are listed in `errors` wherever they belong, and one that could not
-run makes an otherwise clean diagnosis exit 9 (partial), as README's exit codes say.
+Checks that could not run are listed in `errors` wherever they belong, and one whose backend
+failed (not merely unconfigured) makes an otherwise clean diagnosis exit 9 (partial), as
+README's exit codes say.
 
 No terminal here: progress comes in as callbacks, the result goes out as a `Result`.
 """
@@ -31,7 +32,7 @@ from somactl.core.result import Result
 from somactl.ops.budget import command_deadline
 from somactl.ops.plan import Plan, build_plan
 from somactl.ops.targets import Targets, load_runbook_for, settings_for_context, targets_for
-from somactl.ops.verdict import Verdict, decide, envelope_status, exit_code_for
+from somactl.ops.verdict import Verdict, decide, envelope_status, exit_code_for, unanswered
 from somactl.runbook.schema import Runbook
 
 ResultCallback = Callable[[CheckResult], None]
@@ -141,8 +142,8 @@ def diagnose(
         per[p.context or "default"] = data
         parts.append((p, mine, data))
     code = exit_code_for(judged)
-    if code is ExitCode.OK and any(r.status is Status.unknown for r in results):
-        code = exit_code_for([r for r in results if r.status is Status.unknown])
+    if code is ExitCode.OK and unanswered(results):
+        code = exit_code_for(unanswered(results))
     out: dict[str, Any] = {
         "service": req.service,
         "contexts": per,
@@ -195,7 +196,7 @@ def _status(judged: Sequence[CheckResult], results: Sequence[CheckResult]) -> st
     """The envelope's status: SERVICE's, and partial when it is ok but a check elsewhere could
     not run (the exit code is 9 then)."""
     status = envelope_status(judged)
-    if status == "ok" and any(r.status is Status.unknown for r in results):
+    if status == "ok" and unanswered(results):
         return "partial"
     return status
 

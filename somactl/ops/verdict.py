@@ -43,6 +43,15 @@ def exit_code_for(results: Sequence[CheckResult]) -> ExitCode:
     return ExitCode.PERMISSION if int(ExitCode.PERMISSION) in codes else ExitCode.PARTIAL
 
 
+def unanswered(results: Sequence[CheckResult]) -> list[CheckResult]:
+    """Checks that could not run because their backend failed or refused them. A backend left
+    unconfigured (exit 3: no postgres.dsn in a context that has no database) is a choice, not
+    a gap, when the check is about another service."""
+    return [
+        r for r in results if r.status is Status.unknown and r.error_code != int(ExitCode.CONFIG)
+    ]
+
+
 def envelope_status(results: Sequence[CheckResult]) -> str:
     w = worst([r.status for r in results])
     return "partial" if w is Status.unknown else str(w)
@@ -199,15 +208,16 @@ def decide(
     dependencies', `ops.plan.own_checks`; None: all of them): they decide the status, exit
     code, severity, scenario and next steps. The other checks' findings are reported under
     `elsewhere`, with the service whose diagnosis covers them, and count for none of these;
-    one of them that could not run still makes an otherwise clean exit 9 (or 7)."""
+    one of them that could not run (its backend failed; not merely unconfigured) still makes an
+    otherwise clean exit 9 (or 7)."""
     mine = [r for r in results if own is None or r.id in own]
     others = [r for r in results if own is not None and r.id not in own]
     own_status = worst([r.status for r in mine])
     code = exit_code_for(mine)
-    if code is ExitCode.OK and any(r.status is Status.unknown for r in others):
+    if code is ExitCode.OK and unanswered(others):
         # nothing wrong found about SERVICE, but the sweep was incomplete: still partial
         # (README: 9 when some checks could not run), never a clean 0 with errors printed
-        code = exit_code_for([r for r in others if r.status is Status.unknown])
+        code = exit_code_for(unanswered(others))
     signals, classification, scenario_ids = _assess(rb, service, mine)
     facts = merge_facts(mine)
     severity = _severity(rb, classification, scenario_ids)

@@ -355,9 +355,13 @@ def test_a_check_elsewhere_that_could_not_run_makes_a_clean_diagnosis_partial() 
     """Its findings do not count, but its silence does: exit 0 with errors printed would tell a
     script the sweep was complete (README: 9 when some checks could not run)."""
     ok = [_r(c, Status.ok) for c in ("k8s.pods", "redis.ping", "redis.memory", "prom.up")]
-    stuck = _r("db.activity", Status.unknown)
+    stuck = _r("db.activity", Status.unknown, error="postgres: no response", error_code=6)
     v = decide(RB, "redis", [*ok, stuck], own=own_checks(RB, "redis"))
     assert (v.status, v.exit_code) == (Status.ok, ExitCode.PARTIAL)
+    # a database this context does not configure is a choice, not a gap, for redis' diagnosis
+    unset = _r("db.activity", Status.unknown, error="postgres.dsn is not set", error_code=3)
+    assert decide(RB, "redis", [*ok, unset], own=own_checks(RB, "redis")).exit_code == ExitCode.OK
+    assert decide(RB, "postgres", [unset], own=own_checks(RB, "postgres")).exit_code == 9
     hot = _r("redis.memory", Status.warn, signals={"redis_memory_ratio": 0.85})
     v = decide(RB, "redis", [hot, stuck], own=own_checks(RB, "redis"))
     assert v.exit_code == ExitCode.WARNINGS  # a finding about the service outranks partial
