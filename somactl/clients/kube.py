@@ -101,7 +101,11 @@ class KubeClient:
         headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
-        read = self.deadline.timeout(timeout if timeout is not None else READ_TIMEOUT)
+        cap = timeout if timeout is not None else READ_TIMEOUT
+        read = self.deadline.timeout(cap)
+        # the wait to name: the command's --timeout when it is what cut the read short (not the
+        # 2.6s that was left of 4.5s when the request started), else the per-read cap
+        waited = f"{self.deadline.seconds:g}s" if read < cap else f"{read:g}s"
         connect = min(CONNECT_TIMEOUT, read)
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         try:
@@ -118,9 +122,9 @@ class KubeClient:
         except ApiException as exc:
             raise self._translate(exc, method, path) from None
         except HTTPError as exc:
-            problem = network_problem(exc, f"{read:.1f}s")
+            problem = network_problem(exc, waited)
             if problem.startswith("no response"):
-                problem = f"no response from {self._where()} within {read:.1f}s"
+                problem = f"no response within {waited} ({self._where()})"
             else:  # refused or reset: it failed at once, no timeout to name
                 problem = f"{problem} ({self._where()})"
             raise UnreachableError(

@@ -103,6 +103,8 @@ def test_blackhole(world: Faulted, backend: str) -> None:
     for run in single:
         the_single_check_failed(run, backend, within=TIMEOUT + SLACK)
         assert NO_ANSWER.search(run.err), str(run)
+        # the wait named is the --timeout given, not what was left of it at the last request
+        assert f"within {TIMEOUT:g}s" in run.err or f"the {TIMEOUT:g}s" in run.err, str(run)
     assert world.proxies[backend].accepted >= 1 + len(single)
 
 
