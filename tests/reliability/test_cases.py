@@ -42,7 +42,10 @@ def partial_rc(statuses: dict[str, str], unanswered: set[str]) -> int:
 def table_statuses(run: Run) -> dict[str, str]:
     """check id -> status from a diagnose table's rows."""
     rows = [ln.split() for ln in run.out.splitlines() if ln[:1].isalpha() and " " in ln]
-    return {r[0]: r[1] for r in rows if len(r) > 1 and "." in r[0] and r[1] in RANKED}
+    # the table says WARN / CRITICAL in capitals (ui/findings.py LABEL), ok / unknown in lower
+    return {
+        r[0]: r[1].lower() for r in rows if len(r) > 1 and "." in r[0] and r[1].lower() in RANKED
+    }
 
 
 # -- 20: db pool against a blackholed Postgres ---------------------------------------------------
