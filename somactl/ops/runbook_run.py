@@ -17,9 +17,8 @@ Step outcomes: executed, skipped (by the responder, with a reason), failed (with
 not-applicable (with why), not-needed (a later mitigation of a service an earlier action's
 verification found RECOVERED, not just CONTAINED; `somactl mitigate` still runs it), pending
 (a manual step nobody could confirm: no terminal; or, under --yes, a mitigation whose `when:`
-somactl cannot check), refused (an action without consent: no
-terminal and no --yes), stopped (the responder ended the run there), not-run (after a stop or
-a refusal).
+somactl cannot check), refused (an action without consent: no terminal and no --yes), stopped
+(the responder ended the run there), not-run (after a stop or a refusal).
 
 Exit codes: 9 when a step failed (a check could not run, an action failed or was refused by
 its preconditions); else 4 when the run ended early (not confirmed, or stopped); else 0.
@@ -693,7 +692,7 @@ def not_applicable(ctx: RunContext, step: RunStep) -> str | None:
     return None
 
 
-def _measured_healthy(v: Mapping[str, Any]) -> bool:
+def _measured(v: Mapping[str, Any]) -> bool:
     """The verification measured the service's error rate or p95 after the action (a finished
     rollout alone says nothing about errors)."""
     after = v.get("after") or {}
@@ -714,12 +713,7 @@ def not_needed(ctx: RunContext, step: RunStep) -> str | None:
             continue
         v = (rec.action or {}).get("verification") or {}
         svc = rec.step.service or ctx.service
-        if (
-            v.get("recovered") is True
-            and not v.get("contained")
-            and _measured_healthy(v)
-            and svc == target
-        ):
+        if v.get("recovered") is True and not v.get("contained") and _measured(v) and svc == target:
             why = f"{svc} recovered after step {rec.step.n} ({rec.step.ref}"
             why += f": {redact(str(v['message']))})" if v.get("message") else ")"
             cmd = step.commands[0] if step.commands else None

@@ -86,6 +86,11 @@ def test_a_severity_change_on_a_later_day_carries_its_date(
 # --- actions taken before the incident was declared ----------------------------------------------
 
 
+# a P2 for gateway-api, as a responder declares it
+DECLARE_GW = ("incident", "declare", "-s", "P2", "--title", "t", "--impact", "i",
+              "--service", "gateway-api")  # fmt: skip
+
+
 def _act_at(
     monkeypatch: pytest.MonkeyPatch,
     state: Path,
@@ -157,10 +162,7 @@ def test_an_action_running_at_declaration_gets_its_result_on_the_timeline(
     state = Path(cli_env["SOMACTL_STATE_DIR"])
     j = audit.AuditJournal(state)
     with j.action("mitigate.rollback", "deployment/gateway-api", {}, service="gateway-api") as rec:
-        rc, env = pir_json(
-            capsys, "incident", "declare", "-s", "P2", "--title", "t", "--impact", "i",
-            "--service", "gateway-api",
-        )  # fmt: skip
+        rc, env = pir_json(capsys, *DECLARE_GW)
         assert rc == 0
         assert [a["outcome"] for a in env["data"]["before_declaration"]] == ["running"]
         rec.result("ok", {"revision": 6})
@@ -193,10 +195,7 @@ def test_the_window_is_the_runbooks(
     mine.write_text(
         shipped.replace("before_declaration_minutes: 60", "before_declaration_minutes: 30")
     )
-    rc, env = pir_json(
-        capsys, "--runbooks", str(mine), "incident", "declare", "-s", "P2", "--title", "t",
-        "--impact", "i", "--service", "gateway-api",
-    )  # fmt: skip
+    rc, env = pir_json(capsys, "--runbooks", str(mine), *DECLARE_GW)
     assert rc == 0, env
     assert env["data"]["before_declaration_window"] == "30 minutes"
     assert [a["kind"] for a in env["data"]["before_declaration"]] == ["mitigate.scale"]
@@ -208,9 +207,7 @@ def test_an_earlier_incidents_actions_stay_on_its_own_timeline(
     """A flapping service: INC-1's rollback, INC-1 resolved, INC-2 declared within the hour:
     the rollback is INC-1's, not copied onto INC-2 (nor into its follow-ups)."""
     state = Path(cli_env["SOMACTL_STATE_DIR"])
-    declare = ["incident", "declare", "-s", "P2", "--title", "t", "--impact", "i",
-               "--service", "gateway-api"]  # fmt: skip
-    assert run(declare) == 0
+    assert run(list(DECLARE_GW)) == 0
     with audit.AuditJournal(state).action(
         "mitigate.rollback", "deployment/gateway-api", {}, service="gateway-api"
     ) as rec:
@@ -218,7 +215,7 @@ def test_an_earlier_incidents_actions_stay_on_its_own_timeline(
     assert rec.incident == "INC-1"
     assert run(["incident", "resolve", "INC-1", "--root-cause", "bad image", "--fix", "x"]) == 0
     capsys.readouterr()
-    rc, env = pir_json(capsys, *declare)
+    rc, env = pir_json(capsys, *DECLARE_GW)
     assert rc == 0 and env["data"]["before_declaration"] == [], env["data"]
     with IncidentStore(state) as st:
         assert [e.kind for e in st.timeline(2)] == ["declared"]
@@ -230,10 +227,7 @@ def test_an_action_finishing_after_another_services_declaration_stays_off_it(
     state = Path(cli_env["SOMACTL_STATE_DIR"])
     j = audit.AuditJournal(state)
     with j.action("mitigate.redis-flush", "redis", {}, service="redis") as rec:
-        rc, _env = pir_json(
-            capsys, "incident", "declare", "-s", "P2", "--title", "t", "--impact", "i",
-            "--service", "gateway-api",
-        )  # fmt: skip
+        rc, _env = pir_json(capsys, *DECLARE_GW)
         assert rc == 0
         rec.result("ok", {})
     assert rec.incident is None  # the open incident is gateway-api's, not redis'
@@ -248,10 +242,7 @@ def test_a_dry_run_declaration_lists_the_earlier_actions_and_writes_nothing(
     now = datetime.now(UTC).replace(microsecond=0)
     _act_at(monkeypatch, state, now - timedelta(minutes=10), "mitigate.rollback",
             "deployment/gateway-api (somagent)", "gateway-api")  # fmt: skip
-    rc = run(
-        ["incident", "declare", "-s", "P2", "--title", "t", "--impact", "i",
-         "--service", "gateway-api", "--dry-run"]
-    )  # fmt: skip
+    rc = run([*DECLARE_GW, "--dry-run"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "1 action on gateway-api in the 60 minutes before declaration" in out
